@@ -1,0 +1,82 @@
+"""Frozen feature extractors shared by methods (DP-MEPF) and metrics (FD-<extractor>).
+
+An extractor maps images in [0, 1] (NCHW, 1 or 3 channels) to flat feature vectors (N, D). It owns its
+input handling (grey→RGB, resizing if any, the normalisation its network was trained with), is frozen
+(eval mode, ``requires_grad=False`` on weights) and stays differentiable with respect to its *input*, so a
+generator can be trained through it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+class FeatureExtractor(nn.Module):
+    """Base class: subclasses set ``name`` and implement :meth:`features` (input already in [0, 1])."""
+
+    name: str = ""
+
+    def freeze(self) -> "FeatureExtractor":
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> "FeatureExtractor":
+        # Always eval: batch-norm statistics of a pre-trained network must never move.
+        return super().train(False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [0, 1] → (N, D) features; differentiable w.r.t. ``x``."""
+        return self.features(x)
+
+    @torch.no_grad()
+    def extract(
+        self,
+        images: torch.Tensor,
+        batch_size: int = 256,
+        progress: bool | str = False,
+        device: str | torch.device | None = None,
+    ) -> torch.Tensor:
+        """Batched no-grad extraction of a whole tensor; returns float32 (N, D) on CPU."""
+        device = torch.device(device) if device is not None else next(self.parameters(), torch.empty(0)).device
+        out = []
+        desc = progress if isinstance(progress, str) else f"features[{self.name}]"
+        for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            out.append(self(batch).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, 0)
+
+
+E = TypeVar("E", bound=Callable[..., FeatureExtractor])
+_EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {}
+
+
+def register_extractor(name: str) -> Callable[[E], E]:
+    """Register a factory ``(**options) -> FeatureExtractor`` under ``name``."""
+
+    def wrap(factory: E) -> E:
+        if name in _EXTRACTORS:
+            raise ValueError(f"feature extractor {name!r} registered twice")
+        _EXTRACTORS[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_extractors() -> list[str]:
+    return sorted(_EXTRACTORS)
+
+
+def get_extractor(name: str, device: str | torch.device = "cpu", **options) -> FeatureExtractor:
+    """Build the named extractor, frozen, on ``device``. Options are extractor-specific."""
+    if name not in _EXTRACTORS:
+        raise KeyError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
+    return _EXTRACTORS[name](**options).freeze().to(device)

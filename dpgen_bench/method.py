@@ -1,0 +1,174 @@
+"""The generator interface every method implements (built-in or plugin).
+
+Life of a method in the runner::
+
+    method = MethodClass(config, info, seed=0, device="cpu")
+    method.fit(train, budget, ledger)        # private data touched only here
+    images, labels = method.sample(n)        # images in [0, 1], NCHW float
+    method.save(dir);  MethodClass.load(dir) # sampling needs no private data
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .data.types import DatasetInfo, ImageDataset
+from .privacy.budget import PrivacyBudget
+from .privacy.ledger import PrivacyLedger
+
+
+class MethodConfig(BaseModel):
+    """Base class of method configs: typed, validated, defaults for everything, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ConfigError(ValueError):
+    """A method config that does not validate; the message names the key(s) and the valid keys."""
+
+
+def build_config(config_cls: type[MethodConfig], values: Mapping[str, Any] | MethodConfig | None) -> MethodConfig:
+    """Validate ``values`` into ``config_cls``; unknown keys and bad values raise :class:`ConfigError`."""
+    if isinstance(values, config_cls):
+        return values
+    values = dict(values or {})
+    valid = sorted(config_cls.model_fields)
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {unknown} for {config_cls.__name__}; valid keys: {valid}"
+        )
+    try:
+        return config_cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid config for {config_cls.__name__}: {problems}") from None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method supports, so the runner can refuse a bad combination before training."""
+
+    labelled: bool = True
+    """Can generate class-conditional samples (``sample(n, labels)``)."""
+    unlabelled: bool = True
+    """Can train ignoring labels."""
+    channels: tuple[int, ...] = (1, 3)
+    image_sizes: tuple[int, ...] | None = None
+    """Square sizes supported (H = W); None means any."""
+
+    def check(self, info: DatasetInfo) -> None:
+        """Raise ValueError naming the mismatch if the method cannot handle ``info``."""
+        if info.channels not in self.channels:
+            raise ValueError(
+                f"dataset {info.name!r} has {info.channels} channel(s); supported: {list(self.channels)}"
+            )
+        if self.image_sizes is not None and (
+            info.height != info.width or info.height not in self.image_sizes
+        ):
+            raise ValueError(
+                f"dataset {info.name!r} has images of {info.height}x{info.width}; "
+                f"supported square sizes: {list(self.image_sizes)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class GenerativeMethod(ABC):
+    """Base class for a DP image generator.
+
+    Subclasses set ``name``, ``Config`` (a :class:`MethodConfig` subclass) and ``capabilities``, and
+    implement :meth:`fit`, :meth:`sample`, :meth:`checkpoint_state` and :meth:`load_checkpoint_state`.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(
+        self,
+        config: MethodConfig | Mapping[str, Any] | None,
+        info: DatasetInfo,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = build_config(self.Config, config)
+        self.capabilities.check(info)
+        self.info = info
+        self.seed = int(seed)
+        self.device = torch.device(device)
+
+    # -- the life cycle -------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
+        """Train on the private ``train`` split within ``budget``.
+
+        Noise comes from :mod:`dpgen_bench.privacy.calibration`; every data-dependent release is
+        recorded in ``ledger``. ``budget.epsilon == inf`` means a non-private reference run.
+        """
+
+    @abstractmethod
+    def sample(
+        self, n: int, labels: torch.Tensor | None = None, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` images (float, [0, 1], NCHW, on CPU) and their int64 labels.
+
+        ``labels=None`` draws class-balanced labels. A fixed ``seed`` gives identical samples.
+        """
+
+    @abstractmethod
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Tensors (and plain values) needed to sample; no private data."""
+
+    @abstractmethod
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`checkpoint_state` returned."""
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``method.json`` (name, config, dataset info, seed) and ``state.pt``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "method": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "info": asdict(self.info),
+            "seed": self.seed,
+        }
+        tmp = directory / "state.pt.tmp"
+        torch.save(self.checkpoint_state(), tmp)
+        tmp.replace(directory / "state.pt")
+        (directory / "method.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "GenerativeMethod":
+        """Rebuild a method from :meth:`save`'s output (tensors loaded with ``weights_only=True``)."""
+        directory = Path(directory)
+        meta = json.loads((directory / "method.json").read_text())
+        if cls.name and meta["method"] != cls.name:
+            raise ValueError(f"checkpoint in {directory} is for method {meta['method']!r}, not {cls.name!r}")
+        info = meta["info"]
+        info["class_names"] = tuple(info.get("class_names", ()))
+        method = cls(meta["config"], DatasetInfo(**info), seed=meta["seed"], device=device)
+        state = torch.load(directory / "state.pt", map_location=method.device, weights_only=True)
+        method.load_checkpoint_state(state)
+        return method
+
+    # -- helpers shared by methods ---------------------------------------------------------------
+    def balanced_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` labels, as equal per class as possible (counts differ by at most one), shuffled."""
+        k = self.info.num_classes
+        labels = torch.arange(n) % k
+        return labels[torch.randperm(n, generator=generator)]

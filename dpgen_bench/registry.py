@@ -1,0 +1,153 @@
+"""Method registry: in-process registration by decorator plus discovery through entry points.
+
+Built-in methods (``methods/``, ``baselines/``) and outside plugins both register through the entry-point
+group ``dpgen_bench.methods``; each entry point names a :class:`GenerativeMethod` subclass::
+
+    [project.entry-points."dpgen_bench.methods"]
+    my-method = "my_package.module:MyMethod"
+
+The decorator :func:`register_method` registers a class in the running process only (notebooks, tests).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Callable, TypeVar
+
+from .method import GenerativeMethod
+
+ENTRY_POINT_GROUP = "dpgen_bench.methods"
+
+M = TypeVar("M", bound=type[GenerativeMethod])
+
+
+class UnknownMethodError(KeyError):
+    """Raised for a method name that is not registered; the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DuplicateMethodError(RuntimeError):
+    """Two sources register the same method name."""
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    cls: type[GenerativeMethod]
+    source: str
+    """Distribution (package) that provided it, or ``"<registered in-process>"``."""
+
+
+_in_process: dict[str, MethodEntry] = {}
+_cache: dict[str, MethodEntry] | None = None
+
+
+def register_method(name: str) -> Callable[[M], M]:
+    """Class decorator: register ``cls`` under ``name`` in this process."""
+
+    def wrap(cls: M) -> M:
+        if not (isinstance(cls, type) and issubclass(cls, GenerativeMethod)):
+            raise TypeError(f"{cls!r} is not a GenerativeMethod subclass")
+        if name in _in_process and _in_process[name].cls is not cls:
+            raise DuplicateMethodError(
+                f"method name {name!r} registered twice in-process: "
+                f"{_in_process[name].cls.__module__} and {cls.__module__}"
+            )
+        cls.name = name
+        _in_process[name] = MethodEntry(name, cls, "<registered in-process>")
+        refresh()
+        return cls
+
+    return wrap
+
+
+def unregister_method(name: str) -> None:
+    """Remove an in-process registration (tests)."""
+    _in_process.pop(name, None)
+    refresh()
+
+
+def refresh() -> None:
+    """Forget discovered entry points (e.g. after installing a plugin)."""
+    global _cache
+    _cache = None
+
+
+def _source(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else ep.module.split(".")[0]
+
+
+def _discover() -> dict[str, MethodEntry]:
+    found: dict[str, MethodEntry] = {}
+    seen_eps: set[tuple[str, str]] = set()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        key = (ep.name, ep.value)
+        if key in seen_eps:  # the same distribution visible twice on sys.path
+            continue
+        seen_eps.add(key)
+        source = _source(ep)
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            warnings.warn(
+                f"dpgen-bench: method plugin {ep.name!r} from package {source!r} failed to import "
+                f"({type(exc).__name__}: {exc}); skipping it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, GenerativeMethod)):
+            warnings.warn(
+                f"dpgen-bench: entry point {ep.name!r} from package {source!r} is not a "
+                f"GenerativeMethod subclass ({ep.value}); skipping it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        if ep.name in found:
+            raise DuplicateMethodError(
+                f"method name {ep.name!r} is provided by two packages: "
+                f"{found[ep.name].source!r} ({found[ep.name].cls.__module__}) and {source!r} ({cls.__module__}); "
+                f"uninstall one of them"
+            )
+        if not cls.name:
+            cls.name = ep.name
+        found[ep.name] = MethodEntry(ep.name, cls, source)
+    for name, entry in _in_process.items():
+        if name in found and found[name].cls is not entry.cls:
+            raise DuplicateMethodError(
+                f"method name {name!r} is provided by package {found[name].source!r} and registered "
+                f"in-process by {entry.cls.__module__}"
+            )
+        found[name] = entry
+    return found
+
+
+def _registry() -> dict[str, MethodEntry]:
+    global _cache
+    if _cache is None:
+        _cache = _discover()
+    return _cache
+
+
+def list_methods() -> list[str]:
+    """Names of all available methods, sorted."""
+    return sorted(_registry())
+
+
+def method_entry(name: str) -> MethodEntry:
+    """The registry entry (class and source package) for ``name``."""
+    reg = _registry()
+    if name not in reg:
+        raise UnknownMethodError(f"unknown method {name!r}; available methods: {', '.join(sorted(reg)) or '(none)'}")
+    return reg[name]
+
+
+def get_method(name: str) -> type[GenerativeMethod]:
+    """The method class registered as ``name``."""
+    return method_entry(name).cls
