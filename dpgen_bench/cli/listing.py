@@ -1,0 +1,128 @@
+"""`dpgen-bench list`, `dpgen-bench datasets` and `dpgen-bench info NAME`: what is installed and available."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+
+def register(sub) -> None:
+    p = sub.add_parser("list", help="methods (with their source package) and datasets")
+    _data_dir_option(p)
+    p.set_defaults(handler=_list)
+
+    p = sub.add_parser("datasets", help="datasets with sizes and availability")
+    _data_dir_option(p)
+    p.set_defaults(handler=_datasets)
+
+    p = sub.add_parser("info", help="details of one method or dataset")
+    p.add_argument("name", help="a method or dataset name (see `dpgen-bench list`)")
+    _data_dir_option(p)
+    p.add_argument(
+        "--download", action="store_true",
+        help="for a torchvision dataset: download missing files into --data-dir (needs network)",
+    )
+    p.add_argument("--load", action="store_true", help="for a dataset: load it and print split sizes and class counts")
+    p.set_defaults(handler=_info)
+
+
+def _data_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="folder holding torchvision datasets (default: $DPGEN_BENCH_DATA_DIR or ~/.cache/dpgen-bench/data)",
+    )
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)"
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def methods_rows() -> list[dict]:
+    from ..registry import list_methods, method_entry
+
+    rows = []
+    for name in list_methods():
+        entry = method_entry(name)
+        caps = entry.cls.capabilities
+        rows.append({
+            "method": name,
+            "source": entry.source,
+            "labelled": "yes" if caps.labelled else "no",
+            "unlabelled": "yes" if caps.unlabelled else "no",
+            "channels": ",".join(str(c) for c in caps.channels),
+            "sizes": "any" if caps.image_sizes is None else ",".join(str(s) for s in caps.image_sizes),
+        })
+    return rows
+
+
+def datasets_rows(data_dir: Path | None) -> list[dict]:
+    from ..data import dataset_spec, list_datasets
+
+    rows = []
+    for name in list_datasets():
+        spec = dataset_spec(name)
+        c, h, w = spec.info.shape
+        rows.append({
+            "dataset": name,
+            "size": spec.size,
+            "shape": f"{c}x{h}x{w}",
+            "classes": spec.info.num_classes,
+            "offline": "yes" if spec.offline else "no (torchvision download)",
+            "available": "yes" if spec.available(data_dir) else "no",
+        })
+    return rows
+
+
+def _list(args: argparse.Namespace) -> int:
+    print("Methods")
+    print(_table(methods_rows()))
+    print()
+    return _datasets(args)
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from ..data import default_data_dir
+
+    print(f"Datasets (data dir: {args.data_dir or default_data_dir()})")
+    print(_table(datasets_rows(args.data_dir)))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ..data import DatasetUnavailableError, dataset_spec, list_datasets, load_splits
+    from ..registry import list_methods, method_entry
+    from . import UsageError
+
+    methods = list_methods()
+    if args.name in methods:
+        entry = method_entry(args.name)
+        print(f"method: {entry.name}\nsource package: {entry.source}\nclass: {entry.cls.__module__}.{entry.cls.__qualname__}")
+        print(f"supports: {entry.cls.capabilities.to_dict()}")
+        print("config (defaults):")
+        for key, field in entry.cls.Config.model_fields.items():
+            desc = f"  — {field.description}" if field.description else ""
+            print(f"  {key} = {field.default!r}{desc}")
+        return 0
+    if args.name not in list_datasets():
+        raise UsageError(
+            f"unknown method or dataset {args.name!r}; methods: {', '.join(methods) or '(none)'}; "
+            f"datasets: {', '.join(list_datasets())}"
+        )
+    spec = dataset_spec(args.name)
+    print(f"dataset: {spec.name}\n{spec.description}")
+    print(f"shape (C, H, W): {spec.info.shape}; classes: {spec.info.num_classes} {list(spec.info.class_names)}")
+    print(f"examples: {spec.size}; offline: {'yes' if spec.offline else 'no'}; available: {'yes' if spec.available(args.data_dir) else 'no'}")
+    for path in spec.expected_files(args.data_dir):
+        print(f"  needs {path}")
+    if args.load or args.download:
+        try:
+            splits = load_splits(args.name, data_dir=args.data_dir, download=args.download)
+        except DatasetUnavailableError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"split (seed 0, test fraction 0.2): {len(splits.train)} train / {len(splits.test)} test")
+        print(f"train class counts: {splits.train.class_counts().tolist()}")
+    return 0

@@ -1,0 +1,81 @@
+"""Deterministic, stratified train/test splits.
+
+The benchmark trains methods on ``train`` only; ``test`` is for evaluation and never reaches a method
+(the runner enforces this). Both parts keep every class in the same proportion (per-class rounding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .registry import load_dataset
+from .types import DatasetInfo, ImageDataset
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """The private training split, the held-out test split and the shared public metadata."""
+
+    train: ImageDataset
+    test: ImageDataset
+    info: DatasetInfo
+
+
+def stratified_split_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, test_idx), sorted, disjoint, covering every example.
+
+    Each class c with n_c examples sends round(test_fraction · n_c) of them to test, chosen by a
+    permutation from ``torch.Generator().manual_seed(seed)`` (classes processed in increasing order), so
+    the same (labels, test_fraction, seed) always gives the same split on every platform.
+    """
+    if not (0.0 < float(test_fraction) < 1.0):
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    gen = torch.Generator().manual_seed(int(seed))
+    train_parts, test_parts = [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c, as_tuple=True)[0]
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_test = int(round(float(test_fraction) * len(idx)))
+        test_parts.append(idx[:n_test])
+        train_parts.append(idx[n_test:])
+    train = torch.sort(torch.cat(train_parts)).values
+    test = torch.sort(torch.cat(test_parts)).values
+    return train, test
+
+
+def split_dataset(dataset: ImageDataset, *, seed: int = 0, test_fraction: float = 0.2) -> DatasetSplits:
+    """Split an in-memory dataset; the split seed, fraction and sizes are recorded in each part's ``meta``."""
+    train_idx, test_idx = stratified_split_indices(dataset.labels, test_fraction, seed)
+    record = {
+        "split_seed": int(seed),
+        "test_fraction": float(test_fraction),
+        "split_rule": "stratified per class, torch.randperm with torch.Generator().manual_seed(split_seed)",
+        "train_size": int(len(train_idx)),
+        "test_size": int(len(test_idx)),
+        "source_size": len(dataset),
+    }
+    train = dataset.subset(train_idx, split="train")
+    test = dataset.subset(test_idx, split="test")
+    for part, idx in ((train, train_idx), (test, test_idx)):
+        part.meta.update(record)
+        # Per-example tensors in meta (e.g. the official-test mask) follow the rows they describe.
+        for key, value in list(part.meta.items()):
+            if isinstance(value, torch.Tensor) and value.shape[:1] == (len(dataset),):
+                part.meta[key] = value[idx]
+    return DatasetSplits(train=train, test=test, info=dataset.info)
+
+
+def load_splits(
+    name: str,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+) -> DatasetSplits:
+    """Load ``name`` and split it deterministically (``mnist-5k`` → 4,000 train / 1,000 test)."""
+    return split_dataset(load_dataset(name, data_dir=data_dir, download=download), seed=seed, test_fraction=test_fraction)

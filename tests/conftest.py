@@ -1,0 +1,28 @@
+"""Shared fixtures. Keep this small: fixtures used by one test file belong in that file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dpgen_bench.data import DatasetInfo, DatasetSplits, ImageDataset, load_splits
+
+
+@pytest.fixture(scope="session")
+def mnist5k_splits() -> DatasetSplits:
+    """The embedded default: mnist-5k, seed 0, 4,000 train / 1,000 test (loaded once per session).
+
+    Shared across tests: do not modify its tensors in place (take ``.subset(...)`` or ``.clone()``).
+    """
+    return load_splits("mnist-5k", seed=0, test_fraction=0.2)
+
+
+@pytest.fixture
+def tiny_dataset() -> ImageDataset:
+    """64 synthetic 1×28×28 images in [0, 1] with 10 classes (6 or 7 per class), seeded."""
+    gen = torch.Generator().manual_seed(1234)
+    labels = torch.arange(64) % 10
+    # Class-dependent brightness so a generator that learns anything can be told apart from noise.
+    images = (torch.rand((64, 1, 28, 28), generator=gen) * 0.5 + labels.view(-1, 1, 1, 1) / 20.0).clamp(0, 1)
+    info = DatasetInfo("tiny", channels=1, height=28, width=28, num_classes=10, class_names=tuple(map(str, range(10))))
+    return ImageDataset(images=images, labels=labels, info=info, split="train")
