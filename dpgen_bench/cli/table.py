@@ -1,14 +1,54 @@
-"""`dpgen-bench table`: reserved; built in a later issue."""
+"""`dpgen-bench table RESULTS_DIR [--format md|latex|csv]` and `dpgen-bench plot RESULTS_DIR`: re-render
+tables and plots from a stored ``results.csv``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def register(sub) -> None:
-    p = sub.add_parser("table", help="(not built yet)")
-    p.set_defaults(handler=lambda args: _todo())
+    p = sub.add_parser("table", help="print a comparison table from a results directory")
+    p.add_argument("results_dir", help="directory written by `dpgen-bench run`")
+    p.add_argument("--format", "-f", choices=("md", "latex", "csv"), default="md", help="table format (default md)")
+    p.add_argument("--output", "-o", default=None, help="write to this file instead of printing")
+    p.set_defaults(handler=_table)
+
+    q = sub.add_parser("plot", help="re-render the plots of a results directory")
+    q.add_argument("results_dir", help="directory written by `dpgen-bench run`")
+    q.add_argument("--output-dir", "-o", default=None, help="where to write the PNGs (default RESULTS_DIR/plots)")
+    q.set_defaults(handler=_plot)
 
 
-def _todo() -> int:
+def _results(results_dir: str):
     from . import UsageError
+    from ..runner.store import ResultsStore
 
-    raise UsageError("'table' is not implemented yet")
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise UsageError(f"results directory {results_dir!r} does not exist")
+    try:
+        return ResultsStore(root).read_results()
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _table(args) -> int:
+    from ..runner.store import write_atomic
+    from ..runner.tables import render
+
+    text = render(_results(args.results_dir), args.format)
+    if args.output:
+        write_atomic(args.output, text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _plot(args) -> int:
+    from ..runner.plots import write_plots
+
+    df = _results(args.results_dir)
+    for path in write_plots(df, args.results_dir, args.output_dir):
+        print(f"wrote {path}")
+    return 0

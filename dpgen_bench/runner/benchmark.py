@@ -1,0 +1,155 @@
+"""Run a whole benchmark grid: validate everything up front, run the missing cells (optionally in parallel
+processes), keep ``results.csv`` current after every cell, then render tables and plots."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .config import BenchConfig, dump_config, resolve_methods
+from .execute import configure_worker, environment, run_cell
+from .grid import Cell, build_cells
+from .store import ResultsStore, write_atomic
+
+
+@dataclass
+class RunSummary:
+    """What a run did: cells in the grid, cells skipped as already finished, cells run, cells failed."""
+
+    root: Path
+    total: int
+    skipped: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(cell name, error message)."""
+    outputs: list[Path] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    """(metric, reason) for every metric that could not be computed (e.g. FID without Inception weights)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore]:
+    """Validate methods/dataset/metrics (raises ConfigFileError) and build the cells; nothing trains."""
+    method_configs = resolve_methods(config)
+    cells = build_cells(config, method_configs)
+    return cells, ResultsStore(config.output_dir)
+
+
+def _failed_record(cell: Cell, store: ResultsStore, error: str) -> dict[str, Any]:
+    """Record for a cell whose worker process died (e.g. killed for memory) before it could record itself."""
+    record = {
+        "key": cell.key,
+        "name": cell.name,
+        "status": "failed",
+        "error": error,
+        "cell": cell.key_data(),
+        "rows": [
+            {
+                "cell_key": cell.key,
+                "status": "failed",
+                "error": error,
+                "dataset": cell.dataset,
+                "method": cell.label,
+                "method_name": cell.method,
+                "target_epsilon": cell.epsilon,
+                "accountant": cell.accountant,
+                "seed": cell.seed,
+                "neighbouring": "add/remove-one",
+            }
+        ],
+    }
+    store.write_record(record)
+    return record
+
+
+def run_benchmark(
+    config: BenchConfig,
+    *,
+    force: bool = False,
+    jobs: int = 1,
+    progress: bool = True,
+    render: bool = True,
+) -> RunSummary:
+    """Run every cell of ``config`` that has not finished yet (all of them with ``force``).
+
+    Raises :class:`~dpgen_bench.runner.config.ConfigFileError` before anything trains if the config
+    cannot run. Cell failures do not raise: they are in the summary and in ``results.csv``.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    cells, store = prepare(config)
+    root = store.root
+    root.mkdir(parents=True, exist_ok=True)
+    write_atomic(root / "config.yaml", dump_config(config))
+    write_atomic(root / "environment.json", json.dumps(environment(), indent=1, sort_keys=True))
+    keys = [c.key for c in cells]
+    summary = RunSummary(root=root, total=len(cells))
+    todo = []
+    for cell in cells:
+        if not force and store.is_done(cell.key):
+            summary.skipped.append(cell.name)
+        else:
+            todo.append(cell)
+    store.rebuild_csv(keys)
+
+    def finished(cell: Cell, record: dict[str, Any]) -> None:
+        summary.ran.append(cell.name)
+        if record["status"] != "ok":
+            summary.failed.append((cell.name, str(record.get("error"))))
+        store.rebuild_csv(keys)  # results.csv stays current: a kill now loses only unfinished cells
+
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress or not todo)
+    if jobs == 1 or len(todo) <= 1:
+        for cell in todo:
+            bar.set_postfix_str(cell.name, refresh=True)
+            finished(cell, run_cell(cell, root, device=config.device, progress=progress))
+            bar.update(1)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        # spawn, not fork: forking a process that already ran torch's thread pools can deadlock.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(todo)),
+            mp_context=ctx,
+            initializer=configure_worker,
+            initargs=(threads, tuple(config.plugins)),
+        ) as pool:
+            futures = {pool.submit(run_cell, cell, str(root), config.device, False): cell for cell in todo}
+            for fut in as_completed(futures):
+                cell = futures[fut]
+                try:
+                    record = fut.result()
+                except BrokenProcessPool as exc:
+                    record = _failed_record(cell, store, f"worker process died: {exc}")
+                except Exception as exc:  # pickling or similar: still record, never lose the cell
+                    record = _failed_record(cell, store, f"{type(exc).__name__}: {exc}")
+                finished(cell, record)
+                bar.update(1)
+    bar.close()
+    df = store.frame(keys)
+    gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
+    summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})
+    if render:
+        summary.outputs = render_outputs(root)
+    return summary
+
+
+def render_outputs(root: str | Path) -> list[Path]:
+    """(Re)write ``tables/`` and ``plots/`` of a results directory from its ``results.csv``."""
+    from .plots import write_plots
+    from .tables import write_tables
+
+    root = Path(root)
+    df = ResultsStore(root).read_results()
+    return write_tables(df, root / "tables") + write_plots(df, root, root / "plots")

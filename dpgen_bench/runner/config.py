@@ -1,0 +1,390 @@
+"""The benchmark config: a strict pydantic schema, YAML loading, ``--set`` overrides and up-front checks.
+
+ε is set in exactly one place (``epsilons``); δ is a value in (0, 1) or the rule ``"1/(n ln n)"`` (n = size
+of the private train split). Everything that can be checked before training is checked here, so a bad
+config fails with a message naming the offending key (``ConfigFileError`` → exit code 2) and nothing trains.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DELTA_RULE = "1/(n ln n)"
+"""The one supported δ rule: δ = 1 / (n · ln n) with n the private train-split size."""
+
+ACCOUNTANT_NAMES = ("prv", "rdp", "prv-accountant", "gdp")
+"""Accountant backends of :mod:`dpgen_bench.privacy.accounting` (kept in sync by a test)."""
+
+# Keys a method override may not contain: the budget comes from the top-level ``epsilons``/``delta`` only,
+# and the accountant from the top-level ``accountant`` (injected into methods whose config has that field, so
+# calibration and the runner's ledger check use the same backend).
+_BUDGET_KEYS = {"epsilon", "eps", "epsilons", "delta", "target_epsilon", "target_delta", "budget", "accountant"}
+
+
+class ConfigFileError(ValueError):
+    """A benchmark config that does not validate; the message names the key and the bad value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MethodSpec(_Strict):
+    """One method in the grid: a registered name, an optional display label and config overrides."""
+
+    name: str = Field(min_length=1)
+    """Registered method name (``dpgen-bench list methods``)."""
+    label: str | None = None
+    """Name shown in tables and used in ``--set methods.<label>...``; defaults to ``name``."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the method's own config (validated by the method's ``Config``)."""
+
+    @field_validator("config")
+    @classmethod
+    def _no_budget_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = sorted(_BUDGET_KEYS & set(value))
+        if bad:
+            raise ValueError(
+                f"method config may not set {bad}: ε, δ and the accountant are set once, by the top-level "
+                f"'epsilons', 'delta' and 'accountant' keys"
+            )
+        return value
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class EvaluationSpec(_Strict):
+    """Which metrics to compute and on how many samples."""
+
+    metrics: list[str] = Field(min_length=1)
+    """Metric names of :func:`dpgen_bench.metrics.list_metrics` (``fid``, ``fd-digitcnn``, ``accuracy``, ``prdc`` ...)."""
+    n_samples: int = Field(default=5000, ge=1)
+    """Synthetic samples drawn per cell (class-balanced) for every metric without its own count."""
+    n_samples_per_metric: dict[str, int] = Field(default_factory=dict)
+    """Per-metric synthetic sample counts, e.g. ``{fid: 60000}`` (FID is only comparable at equal counts)."""
+    n_real: int | None = Field(default=None, ge=1)
+    """Real test examples used (a fixed random subset of the test split); None = the whole test split."""
+    accuracy: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the downstream classifiers' budgets (:class:`dpgen_bench.metrics.accuracy.AccuracyConfig`)."""
+    prdc_k: int = Field(default=5, ge=1)
+    """k of the k-NN manifolds of precision/recall/density/coverage."""
+    fid_weights_path: str | None = None
+    """Local Inception-v3 (2015-12-05 TF) checkpoint for FID; None: torch hub cache or download."""
+
+    @field_validator("accuracy")
+    @classmethod
+    def _accuracy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import dataclasses
+
+        from ..metrics.accuracy import AccuracyConfig
+
+        fields = {f.name: f for f in dataclasses.fields(AccuracyConfig)}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+        for key, v in value.items():
+            default = getattr(AccuracyConfig(), key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(default, int) and not isinstance(v, int)):
+                raise ValueError(f"{key} must be a {type(default).__name__}, got {v!r}")
+            if v <= 0:
+                raise ValueError(f"{key} must be > 0, got {v!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _counts(self) -> "EvaluationSpec":
+        unknown = sorted(set(self.n_samples_per_metric) - set(self.metrics))
+        if unknown:
+            raise ValueError(f"n_samples_per_metric names metric(s) {unknown} that are not in metrics {self.metrics}")
+        for name, n in self.n_samples_per_metric.items():
+            if isinstance(n, bool) or n < 1:
+                raise ValueError(f"n_samples_per_metric.{name} must be an integer >= 1, got {n!r}")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"metrics lists a name twice: {self.metrics}")
+        return self
+
+    def sample_count(self, metric: str) -> int:
+        return int(self.n_samples_per_metric.get(metric, self.n_samples))
+
+    @property
+    def max_samples(self) -> int:
+        return max(self.sample_count(m) for m in self.metrics)
+
+
+class BenchConfig(_Strict):
+    """A whole benchmark: dataset × methods × ε × seeds, one accountant, one evaluation protocol."""
+
+    dataset: str = Field(min_length=1)
+    """Dataset name (``dpgen-bench list datasets``)."""
+    data_dir: str | None = None
+    """Where dataset files live (None: the data layer's default)."""
+    download: bool = False
+    """Allow downloading datasets that need it (torchvision)."""
+    split_seed: int = 0
+    """Seed of the deterministic stratified train/test split (same for every cell)."""
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    methods: list[MethodSpec] = Field(min_length=1)
+    epsilons: list[float] = Field(min_length=1)
+    """Target ε values (> 0; ``.inf`` for a non-private reference run). The only place ε is set."""
+    delta: float | Literal["1/(n ln n)"] = 1e-5
+    """δ ∈ (0, 1), or the rule ``"1/(n ln n)"`` computed from the train-split size."""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    accountant: Literal["prv", "rdp", "prv-accountant", "gdp"] = "prv"
+    evaluation: EvaluationSpec
+    output_dir: str = "results/run"
+    device: str = "cpu"
+    plugins: list[str] = Field(default_factory=list)
+    """Extra modules to import before resolving methods (they may call ``register_method``)."""
+
+    @field_validator("epsilons")
+    @classmethod
+    def _eps(cls, value: list[float]) -> list[float]:
+        for i, e in enumerate(value):
+            if math.isnan(e) or e <= 0:
+                raise ValueError(f"epsilons[{i}] must be > 0 (or .inf for non-private), got {e!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"epsilons lists a value twice: {value}")
+        return value
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            return value
+        if not (0.0 < value < 1.0):
+            raise ValueError(f"delta must be in (0, 1) or the rule {DELTA_RULE!r}, got {value!r}")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds lists a value twice: {value}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        import torch
+
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"not a torch device: {value!r} ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _labels(self) -> "BenchConfig":
+        labels = [m.display for m in self.methods]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"methods: label(s) {dup} used twice; give each entry a distinct 'label'")
+        return self
+
+    @property
+    def delta_rule(self) -> str:
+        return DELTA_RULE if isinstance(self.delta, str) else "fixed"
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{loc}: {msg} (got {err.get('input')!r})" if err["type"] != "missing" else f"{loc}: {msg}")
+    # Unions (delta: float | rule) produce one error per branch; keep the message short but complete.
+    seen: list[str] = []
+    for line in lines:
+        if line not in seen:
+            seen.append(line)
+    return "invalid benchmark config: " + "; ".join(seen)
+
+
+def parse_config(data: Mapping[str, Any]) -> BenchConfig:
+    """Validate a mapping into :class:`BenchConfig`; raise :class:`ConfigFileError` naming the bad key."""
+    if not isinstance(data, Mapping):
+        raise ConfigFileError(f"a benchmark config must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return BenchConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigFileError(_format_validation_error(exc)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def default_config_data() -> dict[str, Any]:
+    """The embedded default benchmark (``dpgen_bench/runner/default.yaml``)."""
+    text = resources.files("dpgen_bench.runner").joinpath("default.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Apply one ``key.path=value`` (value parsed as YAML) to ``data`` in place and return it.
+
+    A path step into a list is an index (``methods.0.config.steps``) or, for ``methods``, a method's
+    label/name (``methods.dp-mepf.config.steps``). Missing mapping keys are created (validation then
+    refuses unknown ones with the full path in the message).
+    """
+    if "=" not in assignment:
+        raise ConfigFileError(f"--set expects key.path=value, got {assignment!r}")
+    path_text, value_text = assignment.split("=", 1)
+    keys = [k for k in path_text.strip().split(".")]
+    if not path_text.strip() or any(not k for k in keys):
+        raise ConfigFileError(f"--set has an empty key in {path_text!r}")
+    value = _parse_value(value_text)
+    node: Any = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            idx = None
+            if key.lstrip("-").isdigit():
+                idx = int(key)
+                if not (-len(node) <= idx < len(node)):
+                    raise ConfigFileError(f"--set {path_text}: index {key} out of range (list has {len(node)} items)")
+            else:
+                for i, item in enumerate(node):
+                    if isinstance(item, dict) and key in (item.get("label"), item.get("name")):
+                        idx = i
+                        break
+                if idx is None:
+                    names = [item.get("label") or item.get("name") for item in node if isinstance(item, dict)]
+                    raise ConfigFileError(f"--set {path_text}: no entry {key!r} in {'.'.join(keys[:depth]) or 'list'}; entries: {names}")
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                if key not in node or node[key] is None:
+                    node[key] = {}
+                node = node[key]
+        else:
+            raise ConfigFileError(f"--set {path_text}: {where!r} goes into a {type(node).__name__}, not a mapping or list")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> BenchConfig:
+    """Read ``path`` (or the embedded default), apply ``--set`` overrides, validate the schema."""
+    data = read_yaml(path) if path is not None else default_config_data()
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return parse_config(data)
+
+
+def dump_config(config: BenchConfig) -> str:
+    """YAML of the fully validated config (what is saved next to the results)."""
+    data = config.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- checks before training
+
+
+def import_plugins(config: BenchConfig) -> None:
+    """Import ``config.plugins`` (modules that register methods in-process)."""
+    for module in config.plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigFileError(f"plugins: cannot import module {module!r}: {exc}") from None
+
+
+def resolve_methods(config: BenchConfig) -> dict[str, Any]:
+    """Check, before anything trains, that the dataset exists, every method exists, its config overrides
+    validate and it can handle the dataset; every metric name is known.
+
+    Returns ``{label: validated MethodConfig}``. Raises :class:`ConfigFileError` naming the problem.
+    """
+    from ..method import ConfigError, build_config
+    from ..registry import UnknownMethodError, get_method
+
+    import_plugins(config)
+    info = dataset_info(config)
+    resolved: dict[str, Any] = {}
+    for i, spec in enumerate(config.methods):
+        where = f"methods[{i}] ({spec.display})"
+        try:
+            cls = get_method(spec.name)
+        except UnknownMethodError as exc:
+            raise ConfigFileError(f"{where}.name: {exc}") from None
+        overrides = dict(spec.config)
+        if "accountant" in getattr(cls.Config, "model_fields", {}):
+            overrides["accountant"] = config.accountant  # calibrate with the backend the runner checks with
+        try:
+            method_config = build_config(cls.Config, overrides)
+        except ConfigError as exc:
+            raise ConfigFileError(f"{where}.config: {exc}") from None
+        try:
+            cls.capabilities.check(info)
+            check = getattr(cls, "check_dataset", None)
+            if callable(check):  # optional finer hook: e.g. a 'labelled' config on an unlabelled method
+                check(method_config, info)
+        except (ValueError, TypeError) as exc:
+            raise ConfigFileError(f"{where}: method {spec.name!r} cannot handle dataset {config.dataset!r}: {exc}") from None
+        resolved[spec.display] = method_config
+    check_metrics(config)
+    return resolved
+
+
+def dataset_info(config: BenchConfig):
+    """Public metadata of ``config.dataset`` without loading it."""
+    from .. import data
+
+    try:
+        spec = data.dataset_spec(config.dataset)
+    except KeyError as exc:  # UnknownDatasetError
+        msg = exc.args[0] if exc.args else str(exc)
+        raise ConfigFileError(f"dataset: {msg}") from None
+    except ValueError as exc:
+        raise ConfigFileError(f"dataset: {exc}") from None
+    return spec.info
+
+
+def check_metrics(config: BenchConfig) -> None:
+    from .. import metrics
+
+    list_metrics = getattr(metrics, "list_metrics", None)
+    if list_metrics is None:
+        return
+    known = set(list_metrics())
+    unknown = [m for m in config.evaluation.metrics if m not in known]
+    if unknown:
+        raise ConfigFileError(f"evaluation.metrics: unknown metric(s) {unknown}; available: {sorted(known)}")

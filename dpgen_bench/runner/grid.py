@@ -1,0 +1,108 @@
+"""The benchmark grid: one cell per dataset × method × ε × seed, keyed by a hash of its resolved config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import BenchConfig
+
+
+def _canonical(value: Any) -> str:
+    """JSON with sorted keys and ε = ∞ spelled ``"inf"`` (JSON has no infinity)."""
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if isinstance(v, dict):
+            return {str(k): fix(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [fix(x) for x in v]
+        return v
+
+    return json.dumps(fix(value), sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(value: Any, length: int = 12) -> str:
+    """Short SHA-256 of the canonical JSON of ``value``."""
+    return hashlib.sha256(_canonical(value).encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Everything that determines one benchmark result (and nothing that does not, e.g. the device).
+
+    ``method_config`` is the method's *fully resolved* config (defaults filled in), so a change of a
+    method's default changes the key and the cell is recomputed.
+    """
+
+    dataset: str
+    split_seed: int
+    test_fraction: float
+    method: str
+    """Registered method name."""
+    label: str
+    """Display label (tables)."""
+    method_config: dict[str, Any]
+    epsilon: float
+    delta: float | str
+    """A value, or the rule ``"1/(n ln n)"``."""
+    seed: int
+    accountant: str
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    download: bool = False
+
+    def key_data(self) -> dict[str, Any]:
+        data = asdict(self)
+        # Where the data lives and whether it may be downloaded do not change the result.
+        data.pop("data_dir")
+        data.pop("download")
+        return data
+
+    @property
+    def key(self) -> str:
+        """Resume key: hash of the cell's full resolved config."""
+        return config_hash(self.key_data(), 16)
+
+    @property
+    def method_config_hash(self) -> str:
+        return config_hash({"method": self.method, "config": self.method_config})
+
+    @property
+    def name(self) -> str:
+        eps = "inf" if math.isinf(self.epsilon) else f"{self.epsilon:g}"
+        return f"{self.dataset}/{self.label}/eps={eps}/seed={self.seed}"
+
+
+def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cell]:
+    """All cells of ``config`` in a stable order (method, ε, seed); ``method_configs`` from
+    :func:`~dpgen_bench.runner.config.resolve_methods` (label → validated MethodConfig)."""
+    cells = []
+    evaluation = config.evaluation.model_dump(mode="json")
+    for spec in config.methods:
+        resolved = method_configs[spec.display]
+        mc = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
+        for eps in config.epsilons:
+            for seed in config.seeds:
+                cells.append(
+                    Cell(
+                        dataset=config.dataset,
+                        split_seed=config.split_seed,
+                        test_fraction=config.test_fraction,
+                        method=spec.name,
+                        label=spec.display,
+                        method_config=mc,
+                        epsilon=float(eps),
+                        delta=config.delta,
+                        seed=int(seed),
+                        accountant=config.accountant,
+                        evaluation=evaluation,
+                        data_dir=config.data_dir,
+                        download=config.download,
+                    )
+                )
+    return cells

@@ -1,0 +1,111 @@
+"""Headless matplotlib plots of a results directory: metric vs ε per method, and sample grids
+(rows = methods, columns = ε) per dataset."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display needed, safe in worker processes and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .tables import ARROW, _ok_rows, eps_label  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    from .store import write_atomic
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
+
+
+def plot_metrics_vs_epsilon(df: pd.DataFrame, path: str | Path) -> Path | None:
+    """One panel per metric: mean ± std over seeds against ε (log axis), one line per method.
+
+    The non-private (ε = ∞) reference, if present, is drawn as a dashed horizontal line.
+    Returns None when there is nothing to plot.
+    """
+    ok = _ok_rows(df)
+    ok = ok[ok["value"].notna()]
+    if ok.empty:
+        return None
+    metrics = list(dict.fromkeys(zip(ok["label"], ok["direction"])))
+    ncols = min(3, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    methods = list(dict.fromkeys(ok["row"]))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    for ax, (label, direction) in zip(axes.flat, metrics):
+        part = ok[(ok["label"] == label) & (ok["direction"] == direction)]
+        for method in methods:
+            g = part[part["row"] == method].groupby("target_epsilon")["value"]
+            stats = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1)}).fillna({"std": 0.0})
+            finite = stats[[math.isfinite(e) for e in stats.index]]
+            if not finite.empty:
+                ax.errorbar(finite.index, finite["mean"], yerr=finite["std"], marker="o", capsize=3,
+                            label=method, color=colours[method])
+            if any(math.isinf(e) for e in stats.index):
+                ax.axhline(stats.loc[math.inf, "mean"], ls="--", lw=1, color=colours[method],
+                           label=f"{method} (non-private)")
+        ax.set_xscale("log")
+        ax.set_xlabel("target ε")
+        ax.set_title(f"{label} {ARROW.get(direction, '')}")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, -0.02 - 0.04 * (len(labels) > 4)))
+    datasets = ", ".join(sorted(set(ok["dataset"].astype(str))))
+    fig.suptitle(f"{datasets}: metric vs ε (mean ± std over seeds)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, Path(path))
+
+
+def plot_sample_grids(df: pd.DataFrame, root: str | Path, directory: str | Path) -> list[Path]:
+    """One figure per dataset: rows = methods, columns = ε, each the stored ``samples.png`` of the
+    lowest seed."""
+    root = Path(root)
+    ok = df[df["status"] == "ok"].drop_duplicates("cell_key").copy()
+    ok["target_epsilon"] = ok["target_epsilon"].astype(float)
+    out = []
+    for dataset, d in ok.groupby("dataset", sort=False):
+        methods = list(dict.fromkeys(d["method"]))
+        eps_values = sorted(set(d["target_epsilon"]))
+        fig, axes = plt.subplots(len(methods), len(eps_values), figsize=(2.6 * len(eps_values), 2.8 * len(methods)), squeeze=False)
+        for i, method in enumerate(methods):
+            for j, eps in enumerate(eps_values):
+                ax = axes[i, j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                sub = d[(d["method"] == method) & (d["target_epsilon"] == eps)].sort_values("seed")
+                png = root / "cells" / str(sub["cell_key"].iloc[0]) / "samples.png" if len(sub) else None
+                if png is not None and png.exists():
+                    ax.imshow(plt.imread(png), cmap="gray")
+                else:
+                    ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)
+                if i == 0:
+                    ax.set_title(f"ε = {eps_label(eps)}")
+                if j == 0:
+                    ax.set_ylabel(method)
+        fig.suptitle(f"{dataset}: samples (rows = methods, columns = ε; one row per class)")
+        fig.tight_layout()
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(dataset))
+        out.append(_save(fig, Path(directory) / f"samples_{safe}.png"))
+    return out
+
+
+def write_plots(df: pd.DataFrame, root: str | Path, directory: str | Path | None = None) -> list[Path]:
+    """Render all plots of a results directory into ``directory`` (default ``root/plots``)."""
+    directory = Path(directory) if directory is not None else Path(root) / "plots"
+    paths = []
+    p = plot_metrics_vs_epsilon(df, directory / "metrics_vs_epsilon.png")
+    if p is not None:
+        paths.append(p)
+    paths.extend(plot_sample_grids(df, root, directory))
+    return paths

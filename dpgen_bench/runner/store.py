@@ -1,0 +1,210 @@
+"""The results store: one record file per finished cell, and ``results.csv`` rebuilt from them.
+
+Layout of a results directory::
+
+    config.yaml            the resolved config of the last run
+    environment.json       versions, code version, machine
+    cells/<key>.json       one record per cell (status, error, result rows); its presence marks the cell done
+    cells/<key>/           artefacts: samples.npz, samples.png, checkpoint/, ledger.json
+    results.csv            long format, one row per (cell, metric); derived from cells/*.json
+
+Why this survives ``SIGKILL`` at any moment and ``--jobs N``: every file is written to a unique temporary
+name in the same directory and moved into place with ``os.replace`` (atomic on POSIX), so a reader sees the
+old file or the new one, never half of one. A cell's record is written last, after its artefacts, so a
+killed cell simply has no record and is recomputed. ``results.csv`` is a pure function of the records; each
+rebuild writes a complete file atomically, and one row per (cell key, metric) by construction means no
+duplicates however often it is rebuilt, by however many processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+RESULTS_CSV = "results.csv"
+CELLS_DIR = "cells"
+
+COLUMNS = [
+    "cell_key",
+    "status",
+    "error",
+    "dataset",
+    "method",
+    "method_name",
+    "method_config_hash",
+    "method_config",
+    "target_epsilon",
+    "spent_epsilon",
+    "accountant",
+    "accountant_tolerance",
+    "delta",
+    "delta_rule",
+    "neighbouring",
+    "seed",
+    "split_seed",
+    "n_train",
+    "n_test",
+    "metric",
+    "value",
+    "direction",
+    "missing_reason",
+    "n_real",
+    "n_fake",
+    "extractor",
+    "train_extractor",
+    "same_space_as_training",
+    "metric_details",
+    "ledger",
+    "fit_time_s",
+    "wall_time_s",
+    "peak_memory_mb",
+    "python_version",
+    "torch_version",
+    "opacus_version",
+    "dpgen_bench_version",
+    "code_version",
+    "device",
+    "finished_at",
+]
+"""Columns of ``results.csv`` (DESIGN.md §9), in order."""
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see either the old or the complete new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        with open(tmp, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float):
+        return str(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    return str(value)
+
+
+def _encode(value: Any) -> Any:
+    """JSON has no inf/nan: store them as strings and turn them back on read."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            return float(value["__float__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+class ResultsStore:
+    """A results directory (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # -- paths ------------------------------------------------------------------------------------
+    @property
+    def cells_dir(self) -> Path:
+        return self.root / CELLS_DIR
+
+    @property
+    def csv_path(self) -> Path:
+        return self.root / RESULTS_CSV
+
+    def cell_dir(self, key: str) -> Path:
+        """Artefact directory of a cell (created on demand)."""
+        d = self.cells_dir / key
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def record_path(self, key: str) -> Path:
+        return self.cells_dir / f"{key}.json"
+
+    # -- records ----------------------------------------------------------------------------------
+    def write_record(self, record: dict[str, Any]) -> Path:
+        """Atomically store a cell's record (``record["key"]`` names it). This marks the cell finished."""
+        text = json.dumps(_encode(record), indent=1, sort_keys=True, default=_json_default, allow_nan=False)
+        return write_atomic(self.record_path(record["key"]), text)
+
+    def load_record(self, key: str) -> dict[str, Any] | None:
+        path = self.record_path(key)
+        try:
+            return _decode(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def is_done(self, key: str) -> bool:
+        """True if the cell finished successfully (failed cells are retried on the next run)."""
+        record = self.load_record(key)
+        return record is not None and record.get("status") == "ok"
+
+    def records(self) -> list[dict[str, Any]]:
+        """All readable records, sorted by key (leftover temporary files are ignored)."""
+        out = []
+        if not self.cells_dir.is_dir():
+            return out
+        for path in sorted(self.cells_dir.glob("*.json")):
+            if path.name.startswith("."):
+                continue
+            try:
+                out.append(_decode(json.loads(path.read_text())))
+            except (OSError, ValueError):
+                continue  # cannot happen with atomic writes; never let one bad file block the rest
+        return out
+
+    # -- results.csv ------------------------------------------------------------------------------
+    def frame(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
+        """All result rows of the records (only those of ``keys`` if given), in the column order of COLUMNS."""
+        wanted = None if keys is None else set(keys)
+        rows = []
+        for record in self.records():
+            if wanted is None or record.get("key") in wanted:
+                rows.extend(record.get("rows", []))
+        df = pd.DataFrame(rows)
+        for col in COLUMNS:
+            if col not in df.columns:
+                df[col] = None
+        extra = [c for c in df.columns if c not in COLUMNS]
+        df = df[COLUMNS + extra]
+        if len(df):
+            df = df.sort_values(["dataset", "method", "target_epsilon", "seed", "metric"], na_position="last", kind="stable")
+        return df.reset_index(drop=True)
+
+    def rebuild_csv(self, keys: Iterable[str] | None = None) -> Path:
+        """Regenerate ``results.csv`` from the records (of the current grid's ``keys``), atomically.
+
+        Records of cells no longer in the grid (an edited config) stay on disk but are left out.
+        """
+        df = self.frame(keys)
+        return write_atomic(self.csv_path, df.to_csv(index=False))
+
+    def read_results(self) -> pd.DataFrame:
+        """``results.csv`` as a DataFrame (``target_epsilon`` = inf for non-private rows)."""
+        if not self.csv_path.exists():
+            raise FileNotFoundError(f"no {RESULTS_CSV} in {str(self.root)!r}; run `dpgen-bench run` first")
+        return pd.read_csv(self.csv_path)

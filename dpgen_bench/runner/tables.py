@@ -1,0 +1,235 @@
+"""Comparison tables from ``results.csv``: methods × (metric, ε), mean ± std over seeds, best in bold.
+
+A Fréchet distance is called FID only when it was computed in Inception-v3 space; in any other space the
+column is ``FD-<extractor>``. Metrics that could not be computed get no column; their reasons are listed
+under the table. Formats: Markdown, LaTeX (booktabs) and CSV.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+FORMATS = ("md", "latex", "csv")
+ARROW = {"lower": "↓", "higher": "↑"}
+LATEX_ARROW = {"lower": r"$\downarrow$", "higher": r"$\uparrow$"}
+
+
+def metric_label(metric: str, extractor: str | None) -> str:
+    """Column name of a metric: ``FID`` only for Inception features, else ``FD-<extractor>``."""
+    extractor = extractor if isinstance(extractor, str) and extractor else None
+    if metric.lower() == "fid":
+        if extractor is None or "inception" in extractor.lower():
+            return "FID"
+        return f"FD-{extractor}"
+    if metric.lower().startswith("fd-"):
+        return "FD-" + metric[3:]
+    return metric
+
+
+def eps_label(eps: float) -> str:
+    return "∞" if math.isinf(eps) else f"{eps:g}"
+
+
+def format_number(x: float) -> str:
+    """3 significant decimals for values < 1 (accuracies), 2 below 100, 1 above (distances)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    a = abs(x)
+    if a >= 100:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+@dataclass
+class TableCell:
+    mean: float
+    std: float | None
+    n: int
+    best: bool = False
+
+    def text(self) -> str:
+        if self.std is None or self.n < 2:
+            return format_number(self.mean)
+        return f"{format_number(self.mean)} ± {format_number(self.std)}"
+
+
+@dataclass
+class ComparisonTable:
+    """The pivot: ``rows`` (method labels) × ``columns`` ((metric label, direction, ε))."""
+
+    rows: list[str]
+    columns: list[tuple[str, str, float]]
+    cells: dict[tuple[str, tuple[str, str, float]], TableCell]
+    notes: list[str] = field(default_factory=list)
+    spent: dict[tuple[str, float], float] = field(default_factory=dict)
+    """(method, target ε) → largest ε spent over seeds."""
+    accountants: list[str] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        for label, direction, _ in self.columns:
+            if (label, direction) not in seen:
+                seen.append((label, direction))
+        return seen
+
+    def get(self, row: str, col: tuple[str, str, float]) -> TableCell | None:
+        return self.cells.get((row, col))
+
+
+def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    df = df[(df["status"] == "ok") & df["metric"].notna()].copy()
+    df["target_epsilon"] = df["target_epsilon"].astype(float)
+    df["label"] = [metric_label(m, e) for m, e in zip(df["metric"], df["extractor"])]
+    if df["dataset"].nunique() > 1:  # one table per results dir normally has one dataset
+        df["row"] = df["dataset"].astype(str) + " / " + df["method"].astype(str)
+    else:
+        df["row"] = df["method"].astype(str)
+    return df
+
+
+def build_table(df: pd.DataFrame) -> ComparisonTable:
+    """Pivot a results frame (``results.csv``) into a :class:`ComparisonTable`."""
+    ok = _ok_rows(df)
+    rows = list(dict.fromkeys(ok["row"]))
+    have = ok[ok["value"].notna()]
+    metric_order = list(dict.fromkeys(zip(have["label"], have["direction"])))
+    eps_values = sorted(set(have["target_epsilon"]))
+    columns: list[tuple[str, str, float]] = []
+    cells: dict = {}
+    for label, direction in metric_order:
+        part = have[(have["label"] == label) & (have["direction"] == direction)]
+        for eps in eps_values:
+            col = (label, direction, eps)
+            sub = part[part["target_epsilon"] == eps]
+            if sub.empty:
+                continue
+            columns.append(col)
+            for row, g in sub.groupby("row", sort=False):
+                values = g["value"].astype(float)
+                std = float(values.std(ddof=1)) if len(values) > 1 else None
+                cells[(row, col)] = TableCell(float(values.mean()), std, int(len(values)))
+            means = [c.mean for (r, c2), c in cells.items() if c2 == col]
+            best = min(means) if direction == "lower" else max(means)
+            for (r, c2), c in cells.items():
+                if c2 == col and c.mean == best and len(means) > 1:
+                    c.best = True
+    # Metrics that could not be computed: say why, once per (metric, reason).
+    notes = []
+    missing = ok[ok["value"].isna()]
+    for (label, reason), g in missing.groupby(["label", "missing_reason"], dropna=False, sort=False):
+        where = ", ".join(sorted(set(g["row"])))
+        notes.append(f"{label} not computed ({where}): {reason if isinstance(reason, str) else 'no reason given'}")
+    failed = df[df["status"] != "ok"]
+    for _, r in failed.iterrows():
+        notes.append(f"FAILED cell {r['method']} ε={eps_label(float(r['target_epsilon']))} seed={r['seed']}: {r['error']}")
+    spent: dict[tuple[str, float], float] = {}
+    sp = ok.drop_duplicates("cell_key")
+    for (row, eps), g in sp.groupby(["row", "target_epsilon"], sort=False):
+        spent[(row, float(eps))] = float(g["spent_epsilon"].astype(float).max())
+    accountants = sorted(set(sp["accountant"].dropna().astype(str)))
+    return ComparisonTable(rows, columns, cells, notes, spent, accountants)
+
+
+# -------------------------------------------------------------------------------------------- render
+
+
+def to_markdown(t: ComparisonTable) -> str:
+    header = ["method"] + [f"{label} {ARROW.get(d, '')} ε={eps_label(e)}" for label, d, e in t.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * len(t.columns)) + "|"]
+    for row in t.rows:
+        out = [row]
+        for col in t.columns:
+            c = t.get(row, col)
+            out.append("–" if c is None else (f"**{c.text()}**" if c.best else c.text()))
+        lines.append("| " + " | ".join(out) + " |")
+    text = "\n".join(lines) + "\n"
+    text += "\nMean ± std over seeds; best per column in bold; ↓ lower is better, ↑ higher is better.\n"
+    if t.spent:
+        eps_values = sorted({e for _, e in t.spent})
+        text += f"\nε spent (largest over seeds, accountant {', '.join(t.accountants)}):\n\n"
+        text += "| method | " + " | ".join(f"target ε={eps_label(e)}" for e in eps_values) + " |\n"
+        text += "|:---|" + "|".join(["---:"] * len(eps_values)) + "|\n"
+        for row in t.rows:
+            vals = [t.spent.get((row, e)) for e in eps_values]
+            text += "| " + row + " | " + " | ".join("–" if v is None else ("∞" if math.isinf(v) else f"{v:.3f}") for v in vals) + " |\n"
+    if t.notes:
+        text += "\nNotes:\n\n" + "".join(f"- {n}\n" for n in t.notes)
+    return text
+
+
+def _tex(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"), ("$", r"\$")):
+        s = s.replace(a, b)
+    return s.replace("±", r"$\pm$").replace("∞", r"$\infty$").replace("–", "--")
+
+
+def to_latex(t: ComparisonTable) -> str:
+    metrics = t.metrics
+    groups = [[c for c in t.columns if (c[0], c[1]) == m] for m in metrics]
+    spec = "l" + "".join(" " + "c" * len(g) for g in groups)
+    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule"]
+    top, rules, col = [""], [], 2
+    for (label, d), g in zip(metrics, groups):
+        top.append(rf"\multicolumn{{{len(g)}}}{{c}}{{{_tex(label)} {LATEX_ARROW.get(d, '')}}}")
+        rules.append(rf"\cmidrule(lr){{{col}-{col + len(g) - 1}}}")
+        col += len(g)
+    lines.append(" & ".join(top) + r" \\")
+    lines.append(" ".join(rules))
+    eps_tex = [r"\infty" if math.isinf(e) else f"{e:g}" for _, _, e in t.columns]
+    lines.append(" & ".join(["Method"] + [rf"$\varepsilon={e}$" for e in eps_tex]) + r" \\")
+    lines.append(r"\midrule")
+    for row in t.rows:
+        out = [_tex(row)]
+        for c in t.columns:
+            cell = t.get(row, c)
+            if cell is None:
+                out.append("--")
+            else:
+                txt = _tex(cell.text())
+                out.append(rf"\textbf{{{txt}}}" if cell.best else txt)
+        lines.append(" & ".join(out) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(t: ComparisonTable) -> str:
+    """Wide CSV: one row per method; for each (metric, ε) the mean, std and number of seeds."""
+    data = {}
+    for c in t.columns:
+        label, d, e = c
+        stem = f"{label} ({'lower' if d == 'lower' else 'higher'} is better) eps={eps_label(e)}"
+        for row in t.rows:
+            cell = t.get(row, c)
+            data.setdefault(f"{stem} mean", {})[row] = None if cell is None else cell.mean
+            data.setdefault(f"{stem} std", {})[row] = None if cell is None else cell.std
+            data.setdefault(f"{stem} n_seeds", {})[row] = None if cell is None else cell.n
+    frame = pd.DataFrame(data, index=pd.Index(t.rows, name="method"))
+    return frame.to_csv()
+
+
+def render(df: pd.DataFrame, fmt: Literal["md", "latex", "csv"] = "md") -> str:
+    """Render a results frame as a comparison table in ``fmt``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {list(FORMATS)}")
+    table = build_table(df)
+    return {"md": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](table)
+
+
+EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def write_tables(df: pd.DataFrame, directory) -> list:
+    """Write ``table.md``, ``table.tex`` and ``table.csv`` into ``directory`` (atomically); return the paths."""
+    from pathlib import Path
+
+    from .store import write_atomic
+
+    directory = Path(directory)
+    return [write_atomic(directory / f"table.{EXTENSIONS[f]}", render(df, f)) for f in FORMATS]

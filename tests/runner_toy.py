@@ -1,0 +1,110 @@
+"""Tiny, honest DP methods for the runner tests (imported as a config ``plugin``, also in subprocesses).
+
+``toy-means``: per-class noisy pixel sums and noisy class counts (two Gaussian releases calibrated together
+by the shared calibrator, both recorded in the ledger); samples are the noisy class means plus pixel noise.
+``toy-global``: one noisy global mean (ignores labels) — a second, worse method for the tables.
+
+Knobs for failure tests: ``fail_seed`` raises in ``fit`` for that seed; ``overspend`` records an extra
+release the calibration did not plan for (the runner's privacy check must catch it); ``sleep_s`` slows
+``fit`` down so a test can kill the run between cells.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
+from dpgen_bench.privacy.calibration import calibrate_gaussian_releases
+from dpgen_bench.privacy.events import GaussianEvent
+from dpgen_bench.registry import get_method, list_methods, register_method
+
+
+class ToyConfig(MethodConfig):
+    spread: float = 0.1
+    """Std of the pixel noise added to the class mean when sampling (public, post-processing)."""
+    fail_seed: int | None = None
+    overspend: bool = False
+    sleep_s: float = 0.0
+
+
+class _NoisyMeans(GenerativeMethod):
+    Config = ToyConfig
+    capabilities = Capabilities(channels=(1,))
+    per_class = True
+
+    def fit(self, train, budget, ledger) -> None:
+        if self.config.fail_seed is not None and self.seed == self.config.fail_seed:
+            raise RuntimeError(f"toy failure for seed {self.seed}")
+        if self.config.sleep_s:
+            time.sleep(self.config.sleep_s)
+        x = train.images.reshape(len(train), -1)
+        d = x.shape[1]
+        k = self.info.num_classes if self.per_class else 1
+        y = train.labels if self.per_class else torch.zeros(len(train), dtype=torch.long)
+        sums = torch.zeros(k, d).index_add_(0, y, x)
+        counts = torch.bincount(y, minlength=k).double()
+        g = torch.Generator().manual_seed(self.seed)
+        if budget.is_private:
+            # Add/remove one example changes one class's pixel sum by ≤ √d (pixels in [0, 1]) and one count by 1.
+            sigma = calibrate_gaussian_releases([1.0, 1.0], budget)
+            sums = sums + sigma * math.sqrt(d) * torch.randn(k, d, generator=g)
+            counts = counts + sigma * torch.randn(k, generator=g, dtype=torch.float64)
+            ledger.record(GaussianEvent(sigma), "per-class pixel sums (sensitivity sqrt(d))")
+            ledger.record(GaussianEvent(sigma), "per-class counts (sensitivity 1)")
+            if self.config.overspend:
+                ledger.record(GaussianEvent(sigma), "an unplanned extra release")
+        self.means = (sums / counts.clamp(min=1.0).float()[:, None]).clamp(0, 1)
+
+    def sample(self, n, labels=None, seed=None):
+        g = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        if labels is None:
+            labels = self.balanced_labels(n, g)
+        rows = self.means[labels] if self.per_class else self.means[torch.zeros_like(labels)]
+        x = rows + self.config.spread * torch.randn(rows.shape, generator=g)
+        return x.clamp(0, 1).reshape(n, *self.info.shape), labels
+
+    def checkpoint_state(self):
+        return {"means": self.means}
+
+    def load_checkpoint_state(self, state):
+        self.means = state["means"]
+
+
+class ToyMeans(_NoisyMeans):
+    per_class = True
+
+
+class ToyGlobal(_NoisyMeans):
+    per_class = False
+
+
+if "toy-means" not in list_methods():
+    register_method("toy-means")(ToyMeans)
+    register_method("toy-global")(ToyGlobal)
+ToyMeans = get_method("toy-means")  # noqa: F811  (the registered class, if imported twice under two names)
+
+
+def tiny_config(output_dir, **changes) -> dict:
+    """A tiny grid on the offline ``digits`` set (2 toy methods × ε ∈ {1, 10} × seeds {0, 1}) with cheap
+    metrics: downstream accuracy with minimal classifier budgets, and FD-digitcnn (not computable on 8×8
+    images, so it must come out missing with a reason)."""
+    config = {
+        "dataset": "digits",
+        "methods": [{"name": "toy-means"}, {"name": "toy-global"}],
+        "epsilons": [1, 10],
+        "delta": "1/(n ln n)",
+        "seeds": [0, 1],
+        "accountant": "prv",
+        "evaluation": {
+            "metrics": ["accuracy", "fd-digitcnn"],
+            "n_samples": 100,
+            "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 10, "logreg_max_iter": 50},
+        },
+        "output_dir": str(output_dir),
+        "plugins": ["runner_toy"],
+    }
+    config.update(changes)
+    return config
