@@ -1,0 +1,371 @@
+"""DP-SGD GAN baselines: ``dp-gan`` (unconditional) and ``dp-cgan`` (class-conditional), trained with Opacus.
+
+Privacy argument (add/remove-one neighbouring, DESIGN.md §4 and §6):
+
+* Only the discriminator D touches private data, and only through DP-SGD: Opacus's ``PrivacyEngine``
+  wraps D (per-sample gradients, clipping to ``max_grad_norm`` = C, Gaussian noise of std σ·C per step).
+* Each step draws a Poisson batch of real examples (every example independently with rate q = batch_size/n)
+  and exactly as many fake images, fake *i* conditioned on real label *i*. D runs once on the real batch and
+  once on the fake batch before a single backward, so Opacus accumulates the per-sample gradients of
+  row *i* of both passes into one gradient of the *pair* (real *i*, fake *i*), and clips that pair's
+  gradient to C. Adding or removing one private example adds or removes one pair, so the clipped sum
+  changes by at most C: each optimizer step is exactly one Poisson-subsampled Gaussian mechanism with
+  noise multiplier σ. (Clipping real and fake rows separately would double the sensitivity, because the
+  number of fake rows follows the real batch size.)
+* An empty Poisson batch still takes a (noise-only) step: skipping it would reveal that the batch was
+  empty. Every step taken is counted; the ledger gets the count actually performed.
+* The generator G only sees D's outputs (post-processing); its step runs with D's Opacus hooks disabled
+  and computes gradients for G's parameters only, so D's per-sample-gradient state is never touched.
+* σ comes from the shared calibrator for the plan (q, steps) that ``epochs`` and ``batch_size`` imply.
+  The dataset size n is used to set q, as Opacus does; treating n as public for choosing q is standard
+  practice (the guarantee is that of the Poisson mechanism at the stated q).
+* A run that diverges (non-finite loss) stops with :class:`TrainingDivergedError`; the steps taken
+  before it are still recorded in the ledger.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from opacus import PrivacyEngine
+from pydantic import Field, field_validator
+from torch import nn
+from tqdm.auto import tqdm
+
+from dpgen_bench.data.loaders import poisson_loader
+from dpgen_bench.data.types import DatasetInfo, ImageDataset
+from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
+from dpgen_bench.privacy.budget import PrivacyBudget
+from dpgen_bench.privacy.calibration import calibrate
+from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent
+from dpgen_bench.privacy.ledger import PrivacyLedger
+from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_steps
+
+from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_private_discriminator
+
+
+
+class TrainingDivergedError(RuntimeError):
+    """A GAN loss became NaN or infinite; the message names the step and the loss."""
+
+
+class DPGANConfig(MethodConfig):
+    """Hyper-parameters of the DP-SGD GANs. Defaults train ``mnist-5k`` (4,000 images) in a few minutes on
+    2 CPU cores.
+
+    A "step" is one discriminator update on one Poisson batch (one accounted DP-SGD step); the number of
+    steps is ``dpsgd_steps(n, batch_size, epochs)`` with sample rate q = batch_size / n.
+    """
+
+    epochs: int = Field(30, ge=1, le=10_000, description="expected passes over the private data, >= 1")
+    batch_size: int = Field(64, ge=1, le=65_536, description="expected Poisson batch size (q = batch_size / n)")
+    lr_d: float = Field(2e-4, gt=0, le=1.0, description="discriminator Adam learning rate")
+    lr_g: float = Field(2e-4, gt=0, le=1.0, description="generator Adam learning rate")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam β1 for both networks")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam β2 for both networks")
+    d_steps_per_g_step: int = Field(1, ge=1, le=100, description="discriminator steps per generator step")
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example L2 clipping bound C of D's gradient")
+    ema_decay: float | None = Field(
+        0.995, ge=0, lt=1, description="generator EMA decay per G step; None disables EMA (samples from G)"
+    )
+    loss: Literal["bce", "hinge"] = Field("bce", description="non-saturating BCE or hinge GAN loss")
+    z_dim: int = Field(100, ge=1, le=4096, description="generator noise dimension")
+    g_width: int = Field(64, ge=4, le=1024, description="generator channels at full resolution")
+    d_width: int = Field(64, ge=4, le=1024, description="discriminator channels after the first conv")
+    grad_sample_mode: Literal["hooks", "functorch"] = Field(
+        "hooks", description="how Opacus computes per-sample gradients (both keep the pair semantics)"
+    )
+
+    @field_validator("g_width", "d_width")
+    @classmethod
+    def _even_width(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"width must be even, got {v}")
+        return v
+
+
+class _BaseDPGAN(GenerativeMethod):
+    """Shared training loop; subclasses fix whether labels are used."""
+
+    Config: ClassVar[type[MethodConfig]] = DPGANConfig
+    conditional: ClassVar[bool] = False
+    config: DPGANConfig
+
+    def __init__(
+        self,
+        config: DPGANConfig | dict[str, Any] | None,
+        info: DatasetInfo,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(config, info, seed=seed, device=device)
+        if self.conditional and info.num_classes < 2:
+            raise ValueError(f"{self.name or type(self).__name__} needs >= 2 classes, dataset has {info.num_classes}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.generator = self.build_generator().to(self.device)
+        self.ema: nn.Module | None = None
+        if self.config.ema_decay is not None:
+            self.ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.noise_multiplier: float | None = None
+        self.steps_taken = 0
+        self.sample_rate: float | None = None
+
+    # -- architectures (override to change them; D is always checked) ----------------------------
+    @property
+    def _num_classes(self) -> int:
+        return self.info.num_classes if self.conditional else 0
+
+    def build_generator(self) -> nn.Module:
+        c = self.config
+        return Generator(self.info.channels, self.info.height, self._num_classes, c.z_dim, c.g_width)
+
+    def build_discriminator(self) -> nn.Module:
+        return Discriminator(self.info.channels, self.info.height, self._num_classes, self.config.d_width)
+
+    # -- losses: per-example, so D's loss is a sum over (real, fake) pairs --------------------------
+    def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "hinge":
+            return F.relu(1.0 - real_logits) + F.relu(1.0 + fake_logits)
+        return F.softplus(-real_logits) + F.softplus(fake_logits)
+
+    def _g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "hinge":
+            return -fake_logits
+        return F.softplus(-fake_logits)  # non-saturating
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
+        """Train on ``train`` with DP-SGD on D at ``budget``; records the steps taken in ``ledger``.
+
+        ``budget.epsilon == inf`` trains without Opacus (no clipping, no noise) and records nothing.
+        """
+        cfg = self.config
+        n = len(train)
+        if train.info.shape != self.info.shape:
+            raise ValueError(f"training images have shape {train.info.shape}, the model was built for {self.info.shape}")
+        if cfg.batch_size > n:
+            raise ValueError(f"batch_size={cfg.batch_size} exceeds the number of training examples ({n})")
+        q = cfg.batch_size / n
+        total_steps = dpsgd_steps(n, cfg.batch_size, cfg.epochs)
+        self.sample_rate = q
+        dev = self.device
+
+        D = self.build_discriminator()
+        validate_private_discriminator(D)
+        D = D.to(dev)
+        opt_d: torch.optim.Optimizer = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        G = self.generator.train()
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+
+        loader = poisson_loader(train, q, self.seed + 1)  # Opacus DPDataLoader at rate q
+
+        counted = [0]  # noisy steps Opacus actually performed (its step hook runs once per noised step)
+        if budget.is_private:
+            sigma = float(calibrate(dpsgd_plan(q, total_steps), budget))
+            self.noise_multiplier = sigma
+            engine = PrivacyEngine(accountant="prv")
+            self._opacus_accountant = engine.accountant  # cross-check only; the ledger is authoritative
+            D, opt_d, _ = engine.make_private(
+                module=D,
+                optimizer=opt_d,
+                data_loader=loader,  # already Poisson at rate q; Opacus must not re-wrap it
+                noise_multiplier=sigma,
+                max_grad_norm=cfg.max_grad_norm,
+                poisson_sampling=False,
+                grad_sample_mode=cfg.grad_sample_mode,
+                noise_generator=torch.Generator(device=dev).manual_seed(self.seed + 2),
+            )
+            # Opacus derives this from len(loader); the plan's q says it is exactly batch_size.
+            opt_d.expected_batch_size = cfg.batch_size
+            D.forbid_grad_accumulation()  # a stray second backward before step() would raise
+            opacus_hook = opt_d.step_hook
+
+            def _count(opt: Any) -> None:
+                counted[0] += 1
+                if opacus_hook is not None:
+                    opacus_hook(opt)
+
+            opt_d.attach_step_hook(_count)
+        self._D, self._opt_d = D, opt_d  # kept for tests / inspection; not part of the checkpoint
+
+        z_gen = torch.Generator(device=dev).manual_seed(self.seed + 3)
+        step = 0
+        try:
+            with tqdm(total=total_steps, desc=f"{self.name or type(self).__name__} steps", leave=False) as bar:
+                batches = iter(loader)
+                while step < total_steps:
+                    try:
+                        x, y = next(batches)
+                    except StopIteration:
+                        batches = iter(loader)
+                        continue
+                    d_loss = self._d_step(D, opt_d, x.to(dev), y.to(dev), z_gen, step)
+                    step += 1
+                    if not budget.is_private:
+                        counted[0] += 1
+                    if step % cfg.d_steps_per_g_step == 0:
+                        self._g_step(D, opt_g, z_gen, step, private=budget.is_private)
+                    if step % 20 == 0:
+                        bar.set_postfix(d_loss=f"{d_loss:.3f}")
+                    bar.update(1)
+        finally:
+            self.steps_taken = counted[0]
+            if budget.is_private and counted[0] > 0:
+                ledger.record(
+                    PoissonSubsampledGaussianEvent(self.noise_multiplier, q, counted[0]),
+                    f"{self.name}: {counted[0]} DP-SGD discriminator steps (q={q:.6g}, "
+                    f"sigma={self.noise_multiplier:.6g}, C={cfg.max_grad_norm})",
+                )
+        self.generator.eval()
+        if self.ema is not None:
+            self.ema.eval()
+
+    def _fake(self, m: int, labels: torch.Tensor | None, z_gen: torch.Generator) -> torch.Tensor:
+        """``m`` generated images; G (with BatchNorm in train mode) always runs on ≥ batch_size rows."""
+        rows = max(m, self.config.batch_size, 2)
+        z = torch.randn(rows, self.config.z_dim, device=self.device, generator=z_gen)
+        if labels is not None:
+            extra = torch.randint(0, self.info.num_classes, (rows - m,), device=self.device, generator=z_gen)
+            labels = torch.cat([labels, extra])
+        return self.generator(z, labels)[:m]
+
+    def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                z_gen: torch.Generator, step: int) -> float:
+        m = x.shape[0]
+        labels = y if self.conditional else None
+        with torch.no_grad():
+            fake = self._fake(m, labels, z_gen)
+        opt_d.zero_grad(set_to_none=True)
+        # Two forwards, one backward: Opacus sums row i of both passes into one per-pair gradient.
+        per_pair = self._d_loss(D(x, labels), D(fake, labels))
+        loss = per_pair.sum() / max(m, 1)  # "mean" reduction that survives an empty batch
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"discriminator loss is {loss.item()} at step {step + 1} (batch of {m}); lower the learning "
+                f"rates or max_grad_norm"
+            )
+        loss.backward()
+        opt_d.step()
+        return float(loss.detach())
+
+    def _g_step(self, D: nn.Module, opt_g: torch.optim.Optimizer, z_gen: torch.Generator, step: int,
+                private: bool) -> None:
+        cfg = self.config
+        G = self.generator
+        rows = max(cfg.batch_size, 2)  # BatchNorm in G needs >= 2 rows
+        z = torch.randn(rows, cfg.z_dim, device=self.device, generator=z_gen)
+        labels = None
+        if self.conditional:  # uniform labels: public, no use of private class frequencies
+            labels = torch.randint(0, self.info.num_classes, (rows,), device=self.device, generator=z_gen)
+        if private:
+            D.disable_hooks()
+        try:
+            loss = self._g_loss(D(G(z, labels), labels)).mean()
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(f"generator loss is {loss.item()} at step {step}; lower the learning rates")
+            params = [p for p in G.parameters() if p.requires_grad]
+            # Gradients for G only: D's .grad / .grad_sample stay untouched.
+            grads = torch.autograd.grad(loss, params)
+        finally:
+            if private:
+                D.enable_hooks()
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self._update_ema()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        assert self.ema is not None and decay is not None
+        for pe, p in zip(self.ema.parameters(), self.generator.parameters()):
+            pe.lerp_(p, 1.0 - decay)
+        for be, b in zip(self.ema.buffers(), self.generator.buffers()):
+            be.copy_(b)
+
+    # -- sampling and checkpoints -----------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self, n: int, labels: torch.Tensor | None = None, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` images in [0, 1] (CPU, NCHW) from the EMA generator if enabled, else G.
+
+        ``dp-cgan``: class-balanced labels unless ``labels`` (int64, shape (n,)) is given.
+        ``dp-gan`` is unconditional: ``labels`` must be None and the returned labels are all -1.
+        """
+        if isinstance(n, bool) or int(n) != n or n < 0:
+            raise ValueError(f"n must be an integer >= 0, got {n!r}")
+        n = int(n)
+        gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+        if self.conditional:
+            if labels is None:
+                labels = self.balanced_labels(n, gen)
+            labels = torch.as_tensor(labels).long().cpu()
+            if labels.shape != (n,):
+                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+            if n and (labels.min() < 0 or labels.max() >= self.info.num_classes):
+                raise ValueError(f"labels must be in [0, {self.info.num_classes}), got range "
+                                 f"[{int(labels.min())}, {int(labels.max())}]")
+        elif labels is not None:
+            raise ValueError(f"{self.name} is unconditional: sample() takes no labels")
+        net = self.ema if self.ema is not None else self.generator
+        net.eval()
+        z = torch.randn(n, self.config.z_dim, generator=gen)
+        out = []
+        for i in range(0, n, 500):
+            lab = labels[i:i + 500].to(self.device) if self.conditional else None
+            out.append(net(z[i:i + 500].to(self.device), lab).float().clamp_(0, 1).cpu())
+        images = torch.cat(out) if out else torch.empty(0, *self.info.shape)
+        out_labels = labels if self.conditional else torch.full((n,), -1, dtype=torch.long)
+        return images, out_labels
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Generator (and EMA) weights plus the privacy parameters used; no private data."""
+        return {
+            "generator": self.generator.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "noise_multiplier": self.noise_multiplier,
+            "sample_rate": self.sample_rate,
+            "steps_taken": self.steps_taken,
+        }
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.generator.eval()
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise ValueError("checkpoint has no EMA weights but the config enables ema_decay")
+            self.ema.load_state_dict(state["ema"])
+            self.ema.eval()
+        self.noise_multiplier = state.get("noise_multiplier")
+        self.sample_rate = state.get("sample_rate")
+        self.steps_taken = int(state.get("steps_taken") or 0)
+
+
+class DPGAN(_BaseDPGAN):
+    """Unconditional DCGAN whose discriminator is trained with DP-SGD (Opacus); labels are ignored."""
+
+    name: ClassVar[str] = "dp-gan"
+    conditional: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        labelled=False, unlabelled=True, channels=(1, 3), image_sizes=SUPPORTED_SIZES
+    )
+
+
+class DPCGAN(_BaseDPGAN):
+    """Class-conditional DCGAN (labels to G and D) whose discriminator is trained with DP-SGD (Opacus)."""
+
+    name: ClassVar[str] = "dp-cgan"
+    conditional: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        labelled=True, unlabelled=False, channels=(1, 3), image_sizes=SUPPORTED_SIZES
+    )
+
+
+__all__ = ["DPGAN", "DPCGAN", "DPGANConfig", "TrainingDivergedError"]

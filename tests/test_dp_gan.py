@@ -1,0 +1,255 @@
+"""DP-SGD GAN baselines (dp-gan, dp-cgan): privacy bookkeeping, Opacus wiring, checkpoints.
+
+Every training run here is one epoch on ≤ 200 tiny images with width-8 networks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from opacus.optimizers.optimizer import DPOptimizer
+from torch import nn
+
+from dpgen_bench import ConfigError, DatasetInfo, ImageDataset, PrivacyBudget, PrivacyLedger, get_method
+from dpgen_bench.privacy.plans import dpsgd_steps
+from dpgen_bench_baselines.dcgan import Discriminator, PrivateDiscriminatorError, validate_private_discriminator
+from dpgen_bench_baselines.dp_gan import DPCGAN, DPGAN, TrainingDivergedError
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TINY = {"epochs": 1, "batch_size": 20, "g_width": 8, "d_width": 8, "z_dim": 8}
+DELTA = 1e-5
+
+
+def _data(n: int = 200, size: int = 28, channels: int = 1, seed: int = 0) -> ImageDataset:
+    info = DatasetInfo(f"toy{size}", channels, size, size, 10)
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = (torch.rand(n, channels, size, size, generator=gen) * 0.5 + labels.view(-1, 1, 1, 1) / 20).clamp(0, 1)
+    return ImageDataset(images, labels, info, "train")
+
+
+class _StepSpy:
+    """Counts DP optimizer steps that really updated D (pre_step returned True)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.steps = 0
+        original = DPOptimizer.pre_step
+
+        def pre_step(opt, closure=None):  # type: ignore[no-untyped-def]
+            done = original(opt, closure)
+            self.steps += int(bool(done))
+            return done
+
+        monkeypatch.setattr(DPOptimizer, "pre_step", pre_step)
+
+
+def test_ledger_epsilon_after_short_run_is_within_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    train = _data()
+    method = DPCGAN(TINY, train.info, seed=0)
+    ledger = PrivacyLedger()
+    method.fit(train, PrivacyBudget(2.0, DELTA), ledger)
+    assert len(ledger) == 1
+    spent = ledger.epsilon(DELTA)
+    assert 0 < spent <= 2.0
+    event = ledger.events[0]
+    assert event.sample_rate == pytest.approx(20 / 200)
+    assert event.noise_multiplier == pytest.approx(method.noise_multiplier)
+
+
+def test_ledger_steps_equal_optimizer_steps_actually_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _StepSpy(monkeypatch)
+    train = _data()
+    method = DPGAN(TINY, train.info, seed=1)
+    ledger = PrivacyLedger()
+    method.fit(train, PrivacyBudget(5.0, DELTA), ledger)
+    (event,) = ledger.events
+    assert spy.steps == event.steps == method.steps_taken == dpsgd_steps(200, 20, 1)
+    # Opacus's own accountant, fed by the same optimizer hook, saw the same number of noised steps.
+    assert sum(n for _, _, n in method._opacus_accountant.history) == event.steps
+
+
+def test_empty_poisson_batches_still_take_a_counted_noise_only_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _StepSpy(monkeypatch)
+    train = _data(n=20)
+    sizes: list[int] = []
+    original = DPCGAN._d_step
+
+    def d_step(self, D, opt, x, y, z_gen, step):  # type: ignore[no-untyped-def]
+        sizes.append(int(x.shape[0]))
+        return original(self, D, opt, x, y, z_gen, step)
+
+    monkeypatch.setattr(DPCGAN, "_d_step", d_step)
+    method = DPCGAN({**TINY, "batch_size": 1}, train.info, seed=0)
+    ledger = PrivacyLedger()
+    method.fit(train, PrivacyBudget(10.0, DELTA), ledger)
+    assert 0 in sizes, f"no empty batch drawn (sizes {sizes}); the test needs one"
+    assert spy.steps == len(sizes) == ledger.events[0].steps == 20
+
+
+def test_private_discriminator_rejects_batchnorm_with_clear_error() -> None:
+    class BatchNormCGAN(DPCGAN):
+        def build_discriminator(self) -> nn.Module:
+            d = Discriminator(1, 28, 10, width=8)
+            d.features[3] = nn.BatchNorm2d(16)  # replaces the GroupNorm
+            return d
+
+    train = _data()
+    ledger = PrivacyLedger()
+    with pytest.raises(PrivateDiscriminatorError, match=r"features\.3 \(BatchNorm2d\) keeps running statistics"):
+        BatchNormCGAN(TINY, train.info).fit(train, PrivacyBudget(1.0, DELTA), ledger)
+    assert len(ledger) == 0
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        (nn.LeakyReLU(0.2, inplace=True), "works in place"),
+        (nn.InstanceNorm2d(16, track_running_stats=True), "running statistics"),
+    ],
+)
+def test_private_discriminator_rejects_inplace_and_running_stats_layers(layer: nn.Module, message: str) -> None:
+    d = Discriminator(1, 28, 10, width=8)
+    d.features[1] = layer if message == "works in place" else d.features[1]
+    if message != "works in place":
+        d.features[3] = layer
+    with pytest.raises(PrivateDiscriminatorError, match=message):
+        validate_private_discriminator(d)
+
+
+def test_default_discriminators_pass_the_private_check() -> None:
+    for size, c in [(28, 1), (32, 3), (64, 3)]:
+        validate_private_discriminator(Discriminator(c, size, 10, width=8))
+
+
+def test_generator_step_leaves_discriminator_per_sample_state_clean() -> None:
+    train = _data(n=100)
+    method = DPCGAN({**TINY, "batch_size": 10}, train.info, seed=0)
+    method.fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    D, opt_d = method._D, method._opt_d
+    z_gen = torch.Generator().manual_seed(0)
+    opt_g = torch.optim.Adam(method.generator.parameters())
+    method.generator.train()
+    x, y = train.images[:10], train.labels[:10]
+    for step in range(2):  # two consecutive D+G steps
+        method._d_step(D, opt_d, x, y, z_gen, step)
+        method._g_step(D, opt_g, z_gen, step, private=True)
+        for p in D.parameters():
+            assert p.grad_sample is None or p.grad_sample.shape[0] == 10  # only the D step's own samples
+            assert not hasattr(p, "_current_grad_sample")
+        assert all(not getattr(m, "activations", []) for m in D.modules()), "G step left activations on D"
+        assert D.hooks_enabled
+
+
+@pytest.mark.parametrize("functorch", [False, True], ids=["hooks", "functorch"])
+def test_discriminator_per_sample_gradient_is_the_joint_gradient_of_each_real_fake_pair(functorch: bool) -> None:
+    """Row i of Opacus's grad_sample must be ∇[ℓ_real(x_i) + ℓ_fake(f_i)]: one clipped unit per example.
+
+    Same loss form as training: per-pair losses summed and divided by the batch size, "mean" reduction.
+    """
+    from opacus import GradSampleModule
+
+    torch.manual_seed(0)
+    d = Discriminator(1, 28, 10, width=8)
+    gsm = GradSampleModule(Discriminator(1, 28, 10, width=8), loss_reduction="mean", force_functorch=functorch)
+    gsm._module.load_state_dict(d.state_dict())
+    x, f = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    y = torch.tensor([0, 3, 5, 9])
+    loss = (nn.functional.softplus(-gsm(x, y)) + nn.functional.softplus(gsm(f, y))).sum() / 4
+    loss.backward()
+    for i in range(4):
+        d.zero_grad()
+        li = nn.functional.softplus(-d(x[i:i + 1], y[i:i + 1])) + nn.functional.softplus(d(f[i:i + 1], y[i:i + 1]))
+        li.sum().backward()
+        for (name, p), q in zip(d.named_parameters(), gsm._module.parameters()):
+            torch.testing.assert_close(q.grad_sample[i], p.grad, msg=lambda m: f"{name}, pair {i}: {m}")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these tiny models run faster so, and the CPU is shared with other test files."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_save_load_round_trip_reproduces_samples_for_a_fixed_seed(tmp_path) -> None:
+    train = _data(n=100)
+    method = DPCGAN({**TINY, "batch_size": 25}, train.info, seed=3)
+    method.fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    before, labels = method.sample(30, seed=7)
+    method.save(tmp_path / "ckpt")
+    loaded = get_method("dp-cgan").load(tmp_path / "ckpt")
+    after, labels_after = loaded.sample(30, seed=7)
+    torch.testing.assert_close(after, before)
+    assert torch.equal(labels_after, labels)
+    assert loaded.steps_taken == method.steps_taken
+
+
+def test_samples_are_images_in_unit_range_with_balanced_labels() -> None:
+    info = _data(n=10).info
+    images, labels = DPCGAN(TINY, info, seed=0).sample(25, seed=1)
+    assert images.shape == (25, 1, 28, 28) and images.dtype == torch.float32
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    assert labels.dtype == torch.int64
+    counts = torch.bincount(labels, minlength=10)
+    assert int(counts.max() - counts.min()) <= 1
+    given = torch.full((5,), 7)
+    assert torch.equal(DPCGAN(TINY, info).sample(5, labels=given)[1], given)
+    with pytest.raises(ValueError, match="unconditional"):
+        DPGAN(TINY, info).sample(5, labels=given)
+
+
+def test_non_private_run_records_nothing_and_adds_no_noise() -> None:
+    train = _data(n=60)
+    method = DPGAN({**TINY, "batch_size": 20}, train.info, seed=0)
+    ledger = PrivacyLedger()
+    method.fit(train, PrivacyBudget(math.inf, DELTA), ledger)
+    assert len(ledger) == 0 and method.noise_multiplier is None
+    assert method.steps_taken == dpsgd_steps(60, 20, 1)
+
+
+def test_diverging_run_stops_with_error_naming_the_step() -> None:
+    train = _data(n=60)
+    train.images[:] = float("nan")
+    ledger = PrivacyLedger()
+    with pytest.raises(TrainingDivergedError, match=r"at step 1\b"):
+        DPCGAN({**TINY, "batch_size": 30}, train.info).fit(train, PrivacyBudget(10.0, DELTA), ledger)
+    assert len(ledger) == 0  # no step was taken, so nothing was released
+
+
+def test_rgb_32_and_64_models_train_one_step() -> None:
+    for size in (32, 64):
+        train = _data(n=8, size=size, channels=3)
+        cfg = {**TINY, "batch_size": 8, "epochs": 1}
+        method = DPCGAN(cfg, train.info)
+        method.fit(train, PrivacyBudget(50.0, DELTA), PrivacyLedger())
+        assert method.sample(3)[0].shape == (3, 3, size, size)
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [({"batch_size": 0}, "batch_size"), ({"ema_decay": 1.0}, "ema_decay"), ({"loss": "wgan"}, "loss"),
+     ({"d_width": 7}, "d_width"), ({"grad_sample_mode": "ghost"}, "grad_sample_mode"), ({"lr": 1e-3}, "lr")],
+)
+def test_bad_config_is_refused_naming_the_key(values: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        DPCGAN(values, _data(n=10).info)
+
+
+def test_unsupported_image_size_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="16x16"):
+        DPCGAN(TINY, DatasetInfo("small", 1, 16, 16, 10))
+
+
+def test_batch_larger_than_dataset_is_refused() -> None:
+    train = _data(n=10)
+    with pytest.raises(ValueError, match="batch_size=20"):
+        DPCGAN(TINY, train.info).fit(train, PrivacyBudget(1.0, DELTA), PrivacyLedger())
+
+
+def test_both_baselines_are_registered_through_entry_points() -> None:
+    assert get_method("dp-gan") is DPGAN and get_method("dp-cgan") is DPCGAN
