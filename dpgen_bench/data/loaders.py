@@ -11,16 +11,18 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
-from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from .types import ImageDataset
 
+if TYPE_CHECKING:
+    from opacus.data_loader import DPDataLoader
 
-def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int) -> DataLoader:
+
+def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int) -> "DPDataLoader":
     """Opacus ``DPDataLoader`` yielding ``(images, labels)``; each example is in each batch w.p. ``sample_rate``.
 
     ``sample_rate`` q ∈ (0, 1]. One pass (``len(loader)``) is ⌊1/q⌋ steps; the expected batch size is q·n.
@@ -30,6 +32,8 @@ def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int) -> Data
     q = float(sample_rate)
     if math.isnan(q) or not (0.0 < q <= 1.0):
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
+    from opacus.data_loader import DPDataLoader  # imported here: opacus takes seconds to import
+
     generator = torch.Generator().manual_seed(int(seed))
     return DPDataLoader(TensorDataset(dataset.images, dataset.labels), sample_rate=q, generator=generator)
 

@@ -1,0 +1,85 @@
+"""`dpgen-bench list / datasets / info`: what they print and their exit codes (0 ok, 2 bad input)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from dpgen_bench.cli import main
+from dpgen_bench.data import list_datasets
+
+
+@pytest.fixture(autouse=True)
+def _quiet_plugin_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def test_list_prints_a_methods_table_with_sources_and_every_dataset(capsys, tmp_path):
+    assert main(["list", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    methods, datasets = out.split("Datasets", 1)
+    assert "source" in methods and "labelled" in methods and "channels" in methods
+    first_words = {line.split()[0] for line in datasets.splitlines()[2:] if line.strip()}
+    assert set(list_datasets()) <= first_words
+    mnist5k = next(line for line in datasets.splitlines() if line.split()[:1] == ["mnist-5k"])
+    assert "5000" in mnist5k and "1x28x28" in mnist5k and mnist5k.split()[-2:] == ["yes", "yes"]
+    cifar = next(line for line in datasets.splitlines() if line.split()[:1] == ["cifar10"])
+    assert "60000" in cifar and "3x32x32" in cifar and cifar.split()[-1] == "no"
+
+
+def test_datasets_reports_a_torchvision_dataset_available_once_its_files_are_in_data_dir(capsys, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f).write_bytes(b"")
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["mnist"].split()[-1] == "yes" and rows["fashion-mnist"].split()[-1] == "no"
+
+
+def test_info_on_an_unknown_name_exits_2_listing_methods_and_datasets(capsys):
+    assert main(["info", "mnist-50k"]) == 2
+    err = capsys.readouterr().err
+    assert "'mnist-50k'" in err and "mnist-5k" in err and "cifar10" in err and "methods:" in err
+
+
+def test_info_of_a_dataset_prints_shape_classes_and_split_sizes(capsys):
+    assert main(["info", "digits", "--load"]) == 0
+    out = capsys.readouterr().out
+    assert "(1, 8, 8)" in out and "1438 train / 359 test" in out
+
+
+def test_info_load_of_a_missing_torchvision_dataset_exits_2_and_writes_nothing(capsys, tmp_path):
+    assert main(["info", "fashion-mnist", "--load", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte") in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_subcommand_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["lsit"])
+    assert exc.value.code == 2
+    assert "list" in capsys.readouterr().err  # argparse names the valid choices
+
+
+@pytest.mark.parametrize("command", ["run", "table"])
+def test_run_and_table_names_are_reserved(command):
+    from dpgen_bench.cli import build_parser
+
+    assert command in build_parser()._subparsers._group_actions[0].choices
+
+
+def test_the_installed_console_script_lists_datasets_and_exits_2_on_unknown_names():
+    script = Path(sys.executable).with_name("dpgen-bench")  # installed by pip next to the venv's python
+    assert script.is_file(), f"console script missing: {script}"
+    out = subprocess.run([str(script), "datasets"], capture_output=True, text=True)
+    assert out.returncode == 0 and "mnist-5k" in out.stdout
+    bad = subprocess.run([str(script), "info", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "mnist-5k" in bad.stderr
