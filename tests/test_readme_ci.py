@@ -1,0 +1,35 @@
+"""The README's two commands and CI: CI must run the README's test command verbatim."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _block_after(marker: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(re.escape(marker) + r"\s*```bash\n(.*?)```", text, re.S)
+    assert match, f"README.md has no ```bash block after {marker}"
+    return [line for line in match.group(1).splitlines() if line.strip()]
+
+
+def test_readme_has_one_self_contained_command_each_for_the_main_job_and_the_tests():
+    for marker in ("<!-- readme:main-command -->", "<!-- readme:test-command -->"):
+        lines = _block_after(marker)
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("python3.11 -m venv .venv && . .venv/bin/activate && pip install -e ")
+    assert "pytest" in _block_after("<!-- readme:test-command -->")[0]
+    assert "dpgen-bench " in _block_after("<!-- readme:main-command -->")[0]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    out = subprocess.run([str(ROOT / ".ci" / "run"), "--print-command"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == _block_after("<!-- readme:test-command -->")[0]
+
+
+def test_tox_has_a_test_env_and_a_bench_env():
+    tox = (ROOT / "tox.ini").read_text()
+    assert "[testenv]" in tox and "[testenv:bench]" in tox and "--benchmark-only" in tox
