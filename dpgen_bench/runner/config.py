@@ -247,10 +247,17 @@ def default_config_data() -> dict[str, Any]:
 
 
 def _parse_value(text: str) -> Any:
+    """A ``--set`` value as YAML; ``1e-3`` (a string to YAML 1.1) becomes a float as a user means it."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip().lower() not in ("nan", "inf", "infinity") else value
+        except ValueError:
+            return value
+    return value
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:

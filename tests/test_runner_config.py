@@ -1,0 +1,225 @@
+"""The benchmark config: strict validation (exit 2 naming the problem, nothing trained), --set overrides,
+δ rule, cell keys, the embedded default and the shipped configs."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+import runner_toy
+from dpgen_bench.cli import main
+from dpgen_bench.privacy.accounting import ACCOUNTANTS
+from dpgen_bench.runner.config import (
+    ACCOUNTANT_NAMES,
+    ConfigFileError,
+    apply_override,
+    default_config_data,
+    load_config,
+    parse_config,
+    resolve_methods,
+)
+from dpgen_bench.runner.execute import budget_for
+from dpgen_bench.runner.grid import build_cells
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def _set(data: dict, path: str, value) -> dict:
+    data = copy.deepcopy(data)
+    node = data
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    if isinstance(node, list):
+        node[int(keys[-1])] = value
+    else:
+        node[keys[-1]] = value
+    return data
+
+
+def _drop(data: dict, key: str) -> dict:
+    data = copy.deepcopy(data)
+    del data[key]
+    return data
+
+
+# (what is wrong, how to make it wrong, what the message must name)
+MALFORMED = [
+    ("unknown top-level key", lambda c: {**c, "epsilon": 1}, "epsilon: unknown key"),
+    ("unknown evaluation key", lambda c: _set(c, "evaluation.n_sample", 10), "evaluation.n_sample: unknown key"),
+    ("unknown method-spec key", lambda c: _set(c, "methods.0.steps", 10), "methods.0.steps: unknown key"),
+    ("ε = 0", lambda c: {**c, "epsilons": [1, 0]}, "epsilons[1] must be > 0"),
+    ("ε < 0", lambda c: {**c, "epsilons": [-1]}, "epsilons[0] must be > 0"),
+    ("ε not a number", lambda c: {**c, "epsilons": ["ten"]}, "epsilons.0"),
+    ("ε empty", lambda c: {**c, "epsilons": []}, "epsilons"),
+    ("ε listed twice", lambda c: {**c, "epsilons": [1, 1]}, "epsilons lists a value twice"),
+    ("δ = 1.5", lambda c: {**c, "delta": 1.5}, "delta must be in (0, 1)"),
+    ("δ = 0", lambda c: {**c, "delta": 0}, "delta must be in (0, 1)"),
+    ("δ rule unknown", lambda c: {**c, "delta": "1/n"}, "'1/n'"),
+    ("seed not an int", lambda c: {**c, "seeds": ["a"]}, "seeds.0"),
+    ("accountant unknown", lambda c: {**c, "accountant": "moments"}, "accountant"),
+    ("n_samples = 0", lambda c: _set(c, "evaluation.n_samples", 0), "evaluation.n_samples"),
+    ("dataset missing", lambda c: _drop(c, "dataset"), "dataset: required key is missing"),
+    ("unknown dataset", lambda c: {**c, "dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ("unknown method", lambda c: _set(c, "methods.0.name", "dp-nope"), "unknown method 'dp-nope'"),
+    ("method config unknown key", lambda c: _set(c, "methods.0.config", {"sprad": 0.1}), "'sprad'"),
+    ("method config wrong type", lambda c: _set(c, "methods.0.config", {"spread": "wide"}), "spread"),
+    ("ε set inside a method", lambda c: _set(c, "methods.0.config", {"epsilon": 3}), "may not set ['epsilon']"),
+    ("accountant set inside a method", lambda c: _set(c, "methods.0.config", {"accountant": "rdp"}), "may not set ['accountant']"),
+    ("method cannot handle dataset", lambda c: {**c, "dataset": "cifar10"}, "cannot handle dataset 'cifar10'"),
+    ("two methods with one label", lambda c: {**c, "methods": [{"name": "toy-means"}, {"name": "toy-means"}]}, "label(s) ['toy-means'] used twice"),
+    ("unknown metric", lambda c: _set(c, "evaluation.metrics", ["fid", "is"]), "unknown metric(s) ['is']"),
+    ("per-metric count for a metric not run", lambda c: _set(c, "evaluation.n_samples_per_metric", {"fid": 10}), "n_samples_per_metric"),
+    ("unknown classifier budget", lambda c: _set(c, "evaluation.accuracy", {"cnn_epoch": 1}), "cnn_epoch"),
+    ("device not a device", lambda c: {**c, "device": "gpu0"}, "device"),
+    ("plugin not importable", lambda c: {**c, "plugins": ["no_such_module_xyz"]}, "no_such_module_xyz"),
+]
+
+
+@pytest.mark.parametrize("problem,mutate,named", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_config_exits_2_naming_the_problem_before_training(problem, mutate, named, tmp_path, capsys):
+    out = tmp_path / "out"
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(mutate(runner_toy.tiny_config(out))))
+    assert main(["run", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dpgen-bench: error:") and named in err, err
+    assert not out.exists(), "nothing may be written (or trained) for an invalid config"
+
+
+@pytest.mark.parametrize(
+    "text,named",
+    [
+        ("dataset: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "must hold a mapping"),
+    ],
+)
+def test_unreadable_config_file_exits_2(text, named, tmp_path, capsys):
+    path = tmp_path / "bench.yaml"
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    assert named in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_set_overrides_are_validated_like_the_file(tmp_path, capsys):
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(runner_toy.tiny_config(tmp_path / "out")))
+    assert main(["run", str(path), "--set", "epsilons=[1, -2]"]) == 2
+    assert "epsilons[1] must be > 0" in capsys.readouterr().err
+    assert main(["run", str(path), "--set", "methods.toy-means.config.spred=0.3"]) == 2
+    assert "'spred'" in capsys.readouterr().err
+    assert main(["run", str(path), "--set", "methods.nope.config.x=1"]) == 2
+    assert "no entry 'nope'" in capsys.readouterr().err
+    assert main(["run", str(path), "--set", "seeds"]) == 2
+    assert "key.path=value" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_overrides_reach_the_cells(tmp_path, capsys):
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(runner_toy.tiny_config(tmp_path / "out")))
+    overrides = ["epsilons=[2]", "seeds=[5]", "methods.toy-means.config.spread=0.3", "methods.1.label=flat"]
+    assert main(["run", str(path), "--dry-run", *sum([["--set", o] for o in overrides], [])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["digits/toy-means/eps=2/seed=5", "digits/flat/eps=2/seed=5"]
+    config = load_config(path, overrides)
+    assert config.methods[0].config == {"spread": 0.3}
+
+
+def test_apply_override_parses_yaml_values_and_creates_mapping_keys():
+    data = {"evaluation": {"metrics": ["fid"]}, "methods": [{"name": "a"}]}
+    apply_override(data, "evaluation.n_samples_per_metric.fid=60000")
+    apply_override(data, "delta=1/(n ln n)")
+    apply_override(data, "methods.a.config.lr=1e-3")
+    assert data["evaluation"]["n_samples_per_metric"] == {"fid": 60000}
+    assert data["delta"] == "1/(n ln n)"
+    assert data["methods"][0]["config"] == {"lr": 1e-3}
+    with pytest.raises(ConfigFileError, match="index 3 out of range"):
+        apply_override(data, "methods.3.name=x")
+
+
+def test_delta_rule_is_one_over_n_ln_n_of_the_train_split():
+    cfg = parse_config(runner_toy.tiny_config("unused"))
+    cell = build_cells(cfg, resolve_methods(cfg))[0]
+    budget = budget_for(cell, 1438)
+    assert budget.delta == pytest.approx(1 / (1438 * math.log(1438)))
+    assert budget.delta_rule == "1/(n ln n)"
+    fixed = parse_config({**runner_toy.tiny_config("unused"), "delta": 1e-5})
+    assert budget_for(build_cells(fixed, resolve_methods(fixed))[0], 1438).delta == 1e-5
+
+
+def test_cell_key_depends_on_everything_that_changes_results_and_nothing_else():
+    base = runner_toy.tiny_config("out-a")
+
+    def key(config):
+        cfg = parse_config(config)
+        return build_cells(cfg, resolve_methods(cfg))[0].key
+
+    k = key(base)
+    assert key({**base, "output_dir": "out-b", "device": "cpu:0"}) == k
+    assert key(_set(base, "methods.0.config", {"spread": 0.1})) == k  # the default, spelled out
+    assert key(_set(base, "methods.0.config", {"spread": 0.2})) != k
+    assert key({**base, "delta": 1e-5}) != k
+    assert key({**base, "accountant": "rdp"}) != k
+    assert key(_set(base, "evaluation.n_samples", 50)) != k
+    assert key({**base, "split_seed": 1}) != k
+
+
+def test_accountant_choices_match_the_privacy_layer():
+    assert set(ACCOUNTANT_NAMES) == set(ACCOUNTANTS)
+
+
+def test_accountant_is_injected_into_methods_that_calibrate_themselves():
+    """A method whose config has an ``accountant`` calibrates with the backend the runner checks with."""
+    from dpgen_bench.registry import list_methods
+
+    if "dp-mepf" not in list_methods():
+        pytest.skip("dp-mepf is not installed")
+    cfg = parse_config(
+        {**runner_toy.tiny_config("unused"), "accountant": "rdp", "methods": [{"name": "dp-mepf", "config": {"steps": 1}}]}
+    )
+    assert resolve_methods(cfg)["dp-mepf"].accountant == "rdp"
+
+
+def test_embedded_default_is_mnist5k_three_methods_at_eps_1_and_10():
+    data = default_config_data()
+    cfg = parse_config(data)
+    assert cfg.dataset == "mnist-5k" and cfg.epsilons == [1.0, 10.0] and cfg.seeds == [0]
+    assert [m.name for m in cfg.methods] == ["dp-mepf", "dp-cgan", "dp-merf"]
+    assert {"fid", "fd-digitcnn", "accuracy", "prdc"} <= set(cfg.evaluation.metrics)
+    mepf = cfg.methods[0].config
+    assert mepf["extractor"] == "efficientnet-lite0" and mepf["moments"] == "phi1+phi2" and mepf["labelled"]
+    # every method override is explicit (the default run must not drift with library defaults)
+    assert all(m.config for m in cfg.methods)
+
+
+def test_embedded_default_resolves_every_method():
+    cfg = load_config(None)
+    resolved = resolve_methods(cfg)
+    assert set(resolved) == {"DP-MEPF", "DP-CGAN", "DP-MERF"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_config_parses_and_every_method_and_dataset_resolves(path):
+    cfg = load_config(path)
+    resolved = resolve_methods(cfg)  # dataset metadata, method configs, capabilities, metric names
+    assert len(resolved) == len(cfg.methods)
+    cells = build_cells(cfg, resolved)
+    assert len({c.key for c in cells}) == len(cfg.methods) * len(cfg.epsilons) * len(cfg.seeds)
+
+
+def test_shipped_configs_cover_the_published_protocols():
+    by_name = {p.stem: load_config(p) for p in CONFIGS}
+    mepf = {k: v for k, v in by_name.items() if k.startswith("dp-mepf-")}
+    assert {v.dataset for v in mepf.values()} == {"mnist", "fashion-mnist", "cifar10", "celeba32", "celeba64"}
+    assert all(v.epsilons == [0.2, 1, 2, 5, 10] for v in mepf.values())
+    cifar = [v for v in mepf.values() if v.dataset == "cifar10"]
+    assert sorted(v.methods[0].config["labelled"] for v in cifar) == [False, True]
+    bench = [v for k, v in by_name.items() if k.startswith("dpimagebench-")]
+    assert bench and all(v.epsilons == [1, 10] and v.evaluation.sample_count("fid") == 60000 for v in bench)

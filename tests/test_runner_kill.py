@@ -1,0 +1,72 @@
+"""SIGKILL mid-grid: results.csv stays parseable and duplicate-free; the rerun finishes only the missing cells."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import runner_toy
+from dpgen_bench.runner.benchmark import run_benchmark
+from dpgen_bench.runner.config import parse_config
+
+pytestmark = pytest.mark.slow
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def _records(out: Path) -> list[Path]:
+    return [p for p in (out / "cells").glob("*.json") if not p.name.startswith(".")] if (out / "cells").exists() else []
+
+
+def test_killed_run_leaves_a_valid_store_and_the_rerun_completes_only_missing_cells(tmp_path):
+    out = tmp_path / "out"
+    config = runner_toy.tiny_config(
+        out,
+        methods=[{"name": "toy-means", "config": {"sleep_s": 1.0}}],
+        epsilons=[1, 2, 5, 10],
+        seeds=[0, 1],
+        evaluation={"metrics": ["accuracy"], "n_samples": 50, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}},
+    )
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dpgen_bench", "run", str(path), "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while len(_records(out)) < 2:  # kill after two of eight cells, while the third is running
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.05)
+        time.sleep(0.3)  # land somewhere inside the next cell
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    done = len(_records(out))
+    assert 2 <= done < 8, f"the kill must land mid-grid, {done} of 8 cells had finished"
+
+    df = pd.read_csv(out / "results.csv")  # parseable; rows only for finished cells, none duplicated
+    assert not df.duplicated(["cell_key", "metric"]).any()
+    assert df["cell_key"].nunique() <= done and set(df["status"]) <= {"ok"}
+
+    summary = run_benchmark(parse_config(config), progress=False, render=False)
+    assert len(summary.skipped) == done and len(summary.ran) == 8 - done and not summary.failed
+    final = pd.read_csv(out / "results.csv")
+    assert final["cell_key"].nunique() == 8 and len(final) == 8 * 3
+    assert not final.duplicated(["cell_key", "metric"]).any()
