@@ -1,0 +1,181 @@
+"""Tables and the results store, on hand-made results (no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pandas as pd
+import pytest
+
+from dpgen_bench.runner.plots import write_plots
+from dpgen_bench.runner.store import COLUMNS, ResultsStore, write_atomic
+from dpgen_bench.runner.tables import build_table, metric_label, render
+
+
+def _row(method, eps, seed, metric, value, direction="lower", extractor=None, reason=None, status="ok", error=None):
+    return {
+        "cell_key": f"{method}-{eps}-{seed}",
+        "status": status,
+        "error": error,
+        "dataset": "mnist-5k",
+        "method": method,
+        "target_epsilon": eps,
+        "spent_epsilon": eps * 0.99,
+        "accountant": "prv",
+        "seed": seed,
+        "metric": metric,
+        "value": value,
+        "direction": direction,
+        "missing_reason": reason,
+        "extractor": extractor,
+    }
+
+
+def _frame(rows):
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def results():
+    rows = []
+    for seed, jitter in ((0, 0.0), (1, 2.0)):
+        rows += [
+            _row("DP-MEPF", 1.0, seed, "FD-digitcnn", 10.0 + jitter, extractor="digitcnn"),
+            _row("DP-MEPF", 10.0, seed, "FD-digitcnn", 5.0 + jitter, extractor="digitcnn"),
+            _row("DP-CGAN", 1.0, seed, "FD-digitcnn", 30.0 + jitter, extractor="digitcnn"),
+            _row("DP-CGAN", 10.0, seed, "FD-digitcnn", 4.0 + jitter, extractor="digitcnn"),
+            _row("DP-MEPF", 1.0, seed, "acc-logreg", 0.70 + jitter / 100, "higher"),
+            _row("DP-MEPF", 10.0, seed, "acc-logreg", 0.78 + jitter / 100, "higher"),
+            _row("DP-CGAN", 1.0, seed, "acc-logreg", 0.46 + jitter / 100, "higher"),
+            _row("DP-CGAN", 10.0, seed, "acc-logreg", 0.80 + jitter / 100, "higher"),
+            _row("DP-MEPF", 1.0, seed, "FID", None, extractor="inception-v3-tf-2015-12-05", reason="Inception weights not found"),
+            _row("DP-CGAN", 1.0, seed, "FID", None, extractor="inception-v3-tf-2015-12-05", reason="Inception weights not found"),
+        ]
+    return _frame(rows)
+
+
+def test_fid_is_only_called_fid_in_inception_space():
+    assert metric_label("FID", "inception-v3-tf-2015-12-05") == "FID"
+    assert metric_label("fid", "efficientnet-lite0") == "FD-efficientnet-lite0"
+    assert metric_label("FD-digitcnn", "digitcnn") == "FD-digitcnn"
+    assert metric_label("fd-effnet", "efficientnet-lite0") == "FD-effnet"
+
+
+def test_best_is_bold_by_each_metrics_direction(results):
+    table = build_table(results)
+    fd1 = ("FD-digitcnn", "lower", 1.0)
+    fd10 = ("FD-digitcnn", "lower", 10.0)
+    acc10 = ("acc-logreg", "higher", 10.0)
+    assert table.get("DP-MEPF", fd1).best and not table.get("DP-CGAN", fd1).best
+    assert table.get("DP-CGAN", fd10).best and not table.get("DP-MEPF", fd10).best
+    assert table.get("DP-CGAN", acc10).best and not table.get("DP-MEPF", acc10).best
+    cell = table.get("DP-MEPF", fd1)
+    assert cell.mean == pytest.approx(11.0) and cell.std == pytest.approx(math.sqrt(2.0)) and cell.n == 2
+
+
+def test_missing_fid_gets_no_column_but_a_note_with_the_reason(results):
+    table = build_table(results)
+    assert {label for label, _, _ in table.columns} == {"FD-digitcnn", "acc-logreg"}
+    md = render(results, "md")
+    assert "FID not computed (DP-CGAN, DP-MEPF): Inception weights not found" in md
+    assert "FID ↓" not in md
+
+
+def test_markdown_marks_direction_and_bolds_mean_pm_std(results):
+    md = render(results, "md")
+    header = md.splitlines()[0]
+    assert "FD-digitcnn ↓ ε=1" in header and "acc-logreg ↑ ε=10" in header
+    assert "**11.00 ± 1.41**" in md  # DP-MEPF FD at ε=1, best
+    assert "target ε=10" in md and "9.900" in md  # the ε-spent table
+
+
+def test_single_seed_shows_the_mean_without_a_spread():
+    df = _frame([_row("A", 1.0, 0, "acc-logreg", 0.5, "higher"), _row("B", 1.0, 0, "acc-logreg", 0.6, "higher")])
+    md = render(df, "md")
+    assert "| A | 0.500 |" in md and "| B | **0.600** |" in md and "±" not in md.split("\n\n")[0]
+
+
+def test_latex_is_booktabs_with_escaped_names(results):
+    df = results.assign(method=results["method"].str.replace("DP-MEPF", "DP_MEPF & co"))
+    tex = render(df, "latex")
+    lines = tex.splitlines()
+    assert lines[0] == r"\begin{tabular}{l cc cc}" and lines[1] == r"\toprule"
+    assert r"\multicolumn{2}{c}{FD-digitcnn $\downarrow$}" in tex and r"\cmidrule(lr){2-3}" in tex
+    assert r"DP\_MEPF \& co" in tex and r"\textbf{11.00 $\pm$ 1.41}" in tex
+    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+
+
+def test_csv_table_has_mean_std_and_seed_count_columns(results):
+    import io
+
+    csv = pd.read_csv(io.StringIO(render(results, "csv")), index_col=0)
+    assert csv.shape == (2, 4 * 3)
+    assert csv.loc["DP-MEPF", "FD-digitcnn (lower is better) eps=1 mean"] == pytest.approx(11.0)
+    assert csv.loc["DP-MEPF", "FD-digitcnn (lower is better) eps=1 n_seeds"] == 2
+
+
+def test_failed_cells_are_listed_not_averaged(results):
+    df = pd.concat([results, _frame([_row("DP-MEPF", 1.0, 2, None, None, status="failed", error="PrivacyCheckError: too much")])])
+    table = build_table(df)
+    assert table.get("DP-MEPF", ("FD-digitcnn", "lower", 1.0)).n == 2
+    assert any("FAILED cell DP-MEPF ε=1 seed=2: PrivacyCheckError" in n for n in table.notes)
+
+
+def test_unknown_format_is_refused(results):
+    with pytest.raises(ValueError, match="unknown table format 'html'"):
+        render(results, "html")
+
+
+def test_plots_render_headless(results, tmp_path):
+    paths = write_plots(results.assign(status="ok"), tmp_path, tmp_path / "plots")
+    assert [p.name for p in paths] == ["metrics_vs_epsilon.png", "samples_mnist-5k.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+# --------------------------------------------------------------------------------------------- the store
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
+    target = tmp_path / "a" / "results.csv"
+    write_atomic(target, "x,y\n1,2\n")
+    write_atomic(target, "x,y\n3,4\n")
+    assert target.read_text() == "x,y\n3,4\n"
+    assert os.listdir(target.parent) == ["results.csv"]
+
+
+def test_records_ignore_leftover_temporaries_and_unreadable_files(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_record({"key": "k1", "status": "ok", "rows": [{"cell_key": "k1", "metric": "m", "value": 1.0, "status": "ok"}]})
+    # what a process killed inside write_atomic can leave behind, and a file truncated by some other tool
+    (store.cells_dir / ".k2.json.123.abcd.tmp").write_text('{"key": "k2", "sta')
+    (store.cells_dir / "k3.json").write_text('{"key": "k3", "sta')
+    assert [r["key"] for r in store.records()] == ["k1"]
+    assert store.is_done("k1") and not store.is_done("k2") and not store.is_done("k3")
+
+
+def test_results_csv_is_rebuilt_from_records_without_duplicates(tmp_path):
+    store = ResultsStore(tmp_path)
+    for key in ("a", "b"):
+        store.write_record(
+            {
+                "key": key,
+                "status": "ok",
+                "rows": [
+                    {"cell_key": key, "status": "ok", "dataset": "d", "method": "m", "target_epsilon": math.inf, "seed": 0, "metric": name, "value": 1.0}
+                    for name in ("x", "y")
+                ],
+            }
+        )
+    for _ in range(3):
+        store.rebuild_csv()
+    store.write_record({**store.load_record("a"), "status": "ok"})  # a recomputed cell replaces its rows
+    store.rebuild_csv()
+    df = store.read_results()
+    assert list(df.columns) == COLUMNS and len(df) == 4
+    assert not df.duplicated(["cell_key", "metric"]).any()
+    assert math.isinf(df["target_epsilon"].iloc[0])  # ε = ∞ (non-private) survives JSON and CSV
+    assert json.loads((store.cells_dir / "a.json").read_text())["rows"][0]["target_epsilon"] == {"__float__": "inf"}
+    store.rebuild_csv(keys=["b"])
+    assert set(store.read_results()["cell_key"]) == {"b"}
