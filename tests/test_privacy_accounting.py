@@ -229,3 +229,14 @@ def test_every_backend_states_its_tolerance():
         assert 0 < tol <= 0.01
     assert accountant_tolerance("prv", 1.0) == 0.01
     assert accountant_tolerance("rdp", 10.0) == pytest.approx(1e-5)
+
+
+def test_merging_gaussian_releases_is_exact_composition():
+    # RDP of Gaussians adds exactly, so it certifies the identity the PRV backends use to merge releases.
+    from dpgen_bench.privacy.accounting import merge_gaussians
+
+    merged = merge_gaussians(to_history([GaussianEvent(3.0), PoissonSubsampledGaussianEvent(1.0, 0.01, 5), GaussianEvent(4.0)]))
+    assert merged == [(pytest.approx(2.4), 1.0, 1), (1.0, 0.01, 5)]
+    assert epsilon([GaussianEvent(3.0), GaussianEvent(4.0)], DELTA, "rdp") == pytest.approx(
+        epsilon([GaussianEvent(2.4)], DELTA, "rdp"), rel=1e-9
+    )

@@ -33,6 +33,7 @@ from .accounting import (
     analytic_gaussian_epsilon,
     epsilon,
     get_accountant,
+    merge_gaussians,
     to_history,
 )
 from .budget import PrivacyBudget
@@ -143,8 +144,10 @@ class _CoarsePRV:
                 if sigma < self._domain_sigma:
                     # The safe domain shrinks as σ grows; compute it with margin so nearby σ reuse it.
                     self._domain_sigma = sigma / 1.5
-                    self._half_width = self._safe_half_width(to_history(self.plan(self._domain_sigma)))
-                history = to_history(self.plan(sigma))
+                    self._half_width = self._safe_half_width(
+                        merge_gaussians(to_history(self.plan(self._domain_sigma)))
+                    )
+                history = merge_gaussians(to_history(self.plan(sigma)))
                 if not history:
                     return 0.0
                 steps = [n for _, _, n in history]
@@ -213,9 +216,11 @@ def _locate(
         v = guide(math.exp(log_s)) - target
         return min(v, big)
 
-    step = math.log(1.04)  # the start is usually within a few per cent; widen ×2 per miss
     a = math.log(min(max(start, sigma_min), sigma_max))
     ga = g(a)
+    # First step: ε is roughly ∝ 1/σ, so |log(ε/target)| predicts the distance in log σ; take 1.5× that
+    # to land on the other side, then widen ×2 per miss.
+    step = min(max(1.5 * abs(math.log(max(ga + target, 1e-12) / target)), 0.005), 0.5) if ga < big else 0.2
     if ga > 0:  # too little noise at start: walk up
         while True:
             b = min(a + step, math.log(sigma_max))
