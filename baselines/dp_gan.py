@@ -74,7 +74,7 @@ class DPGANConfig(MethodConfig):
     loss: Literal["bce", "hinge"] = Field("bce", description="non-saturating BCE or hinge GAN loss")
     z_dim: int = Field(100, ge=1, le=4096, description="generator noise dimension")
     g_width: int = Field(64, ge=4, le=1024, description="generator channels at full resolution")
-    d_width: int = Field(64, ge=4, le=1024, description="discriminator channels after the first conv")
+    d_width: int = Field(32, ge=4, le=1024, description="discriminator channels after the first conv")
     grad_sample_mode: Literal["hooks", "functorch"] = Field(
         "hooks", description="how Opacus computes per-sample gradients (both keep the pair semantics)"
     )
