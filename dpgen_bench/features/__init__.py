@@ -3,6 +3,7 @@
 from .base import FeatureExtractor, get_extractor, list_extractors, register_extractor
 
 # Each module registers its extractors on import.
+from . import digitcnn  # noqa: E402,F401
 from . import random_cnn  # noqa: E402,F401  (more extractor modules are imported here as they are added)
 
 __all__ = ["FeatureExtractor", "get_extractor", "list_extractors", "register_extractor"]
