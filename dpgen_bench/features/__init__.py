@@ -5,5 +5,6 @@ from .base import FeatureExtractor, get_extractor, list_extractors, register_ext
 # Each module registers its extractors on import.
 from . import digitcnn  # noqa: E402,F401
 from . import random_cnn  # noqa: E402,F401  (more extractor modules are imported here as they are added)
+from . import efficientnet_lite0, torchvision_nets  # noqa: E402,F401
 
 __all__ = ["FeatureExtractor", "get_extractor", "list_extractors", "register_extractor"]
