@@ -240,3 +240,12 @@ def test_merging_gaussian_releases_is_exact_composition():
     assert epsilon([GaussianEvent(3.0), GaussianEvent(4.0)], DELTA, "rdp") == pytest.approx(
         epsilon([GaussianEvent(2.4)], DELTA, "rdp"), rel=1e-9
     )
+
+
+def test_budget_records_delta_rule_and_add_remove_neighbouring():
+    budget = PrivacyBudget.from_rule(1.0, 4000)
+    assert budget.delta == pytest.approx(1 / (4000 * math.log(4000)))
+    assert budget.delta_rule == "1/(n ln n)"
+    assert budget.neighbouring == "add/remove-one"
+    assert PrivacyBudget(1.0, 1e-5).delta_rule == "fixed"
+    assert not PrivacyBudget(math.inf, 1e-5).is_private

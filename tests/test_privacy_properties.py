@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from dpgen_bench.privacy import GaussianEvent, PoissonSubsampledGaussianEvent, PrivacyBudget, calibrate, epsilon
 
 DELTA = 1e-5
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the suite must not turn red on a new random draw; widen max_examples locally to explore more.
+FAST = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 sigmas = st.floats(min_value=0.7, max_value=20.0)
 rates = st.floats(min_value=1e-3, max_value=0.2)

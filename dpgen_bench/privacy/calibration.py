@@ -206,7 +206,8 @@ def _clt_start(plan: Plan, target: float, delta: float) -> float:
 def _locate(
     guide: Callable[[float], float], target: float, start: float, sigma_min: float, sigma_max: float, xtol: float
 ) -> float | None:
-    """The σ where guide(σ) crosses target (bracket by ×1.25 steps from ``start``, then Brent in log σ).
+    """The σ where guide(σ) crosses target: bracket from ``start`` (first step predicted from ε ∝ 1/σ, then
+    doubling), then Brent's method in log σ.
 
     None if no crossing inside [sigma_min, sigma_max].
     """
