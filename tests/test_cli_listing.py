@@ -9,8 +9,35 @@ from pathlib import Path
 
 import pytest
 
+from dpgen_bench import registry
 from dpgen_bench.cli import main
 from dpgen_bench.data import list_datasets
+from dpgen_bench.registry import register_method, unregister_method
+
+
+def _method_class():
+    from pydantic import Field
+
+    from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
+
+    class Cfg(MethodConfig):
+        width: int = Field(7, ge=1, description="layer width")
+
+    class M(GenerativeMethod):
+        Config = Cfg
+        capabilities = Capabilities(labelled=True, unlabelled=False, channels=(1,))
+
+        def fit(self, train, budget, ledger): ...
+        def sample(self, n, labels=None, seed=None): ...
+        def checkpoint_state(self): return {}
+        def load_checkpoint_state(self, state): ...
+
+    return M
+
+
+def _listed_from_entry_points() -> list[str]:
+    registry.refresh()
+    return [n for n in registry.list_methods() if registry.method_entry(n).source == "dpgen-bench"]
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +74,30 @@ def test_info_on_an_unknown_name_exits_2_listing_methods_and_datasets(capsys):
     assert main(["info", "mnist-50k"]) == 2
     err = capsys.readouterr().err
     assert "'mnist-50k'" in err and "mnist-5k" in err and "cifar10" in err and "methods:" in err
+
+
+def test_info_of_a_method_prints_its_source_capabilities_and_config_defaults(capsys):
+    register_method("cli-info-test")(_method_class())
+    try:
+        assert main(["info", "cli-info-test"]) == 0
+    finally:
+        unregister_method("cli-info-test")
+    out = capsys.readouterr().out
+    assert "<registered in-process>" in out and "'labelled': True" in out
+    assert "width = 7" in out and "layer width" in out
+
+
+def test_list_with_two_sources_for_one_method_name_exits_2_naming_both(capsys):
+    clash = next(iter(_listed_from_entry_points()), None)
+    if clash is None:
+        pytest.skip("no entry-point method loads in this environment")
+    register_method(clash)(_method_class())
+    try:
+        assert main(["list"]) == 2
+    finally:
+        unregister_method(clash)
+    err = capsys.readouterr().err
+    assert f"'{clash}'" in err and "dpgen-bench" in err and "test_cli_listing" in err
 
 
 def test_info_of_a_dataset_prints_shape_classes_and_split_sizes(capsys):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -41,11 +43,27 @@ def _table(rows: list[dict]) -> str:
     return pd.DataFrame(rows).to_string(index=False)
 
 
+def _methods() -> list[str]:
+    """Registered method names; plugin warnings become one-line messages, duplicates a usage error."""
+    from ..registry import DuplicateMethodError, list_methods
+    from . import UsageError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            names = list_methods()
+        except DuplicateMethodError as exc:
+            raise UsageError(str(exc)) from None
+    for w in caught:
+        print(f"dpgen-bench: warning: {str(w.message).removeprefix('dpgen-bench: ')}", file=sys.stderr)
+    return names
+
+
 def methods_rows() -> list[dict]:
-    from ..registry import list_methods, method_entry
+    from ..registry import method_entry
 
     rows = []
-    for name in list_methods():
+    for name in _methods():
         entry = method_entry(name)
         caps = entry.cls.capabilities
         rows.append({
@@ -94,10 +112,10 @@ def _datasets(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from ..data import DatasetUnavailableError, dataset_spec, list_datasets, load_splits
-    from ..registry import list_methods, method_entry
+    from ..registry import method_entry
     from . import UsageError
 
-    methods = list_methods()
+    methods = _methods()
     if args.name in methods:
         entry = method_entry(args.name)
         print(f"method: {entry.name}\nsource package: {entry.source}\nclass: {entry.cls.__module__}.{entry.cls.__qualname__}")
