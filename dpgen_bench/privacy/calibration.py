@@ -30,6 +30,7 @@ from .accounting import (
     PRV_DELTA_ERROR_FRACTION,
     PRV_EPS_ERROR,
     AccountingError,
+    UnsupportedEventError,
     analytic_gaussian_epsilon,
     epsilon,
     get_accountant,
@@ -282,7 +283,14 @@ def calibrate(
         raise ValueError(f"rtol must be in (0, 0.5), got {rtol!r}")
     if not (0.0 < sigma_min < sigma_max < math.inf):
         raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
-    get_accountant(accountant)
+    if not get_accountant(accountant).subsampling:
+        # Refuse up front (not mid-search, with a σ the user never chose) when the backend cannot account it.
+        rates = sorted({q for _, q, _ in to_history(plan(1.0)) if q != 1.0})
+        if rates:
+            raise UnsupportedEventError(
+                f"the {accountant!r} accountant cannot account Poisson-subsampled events; this plan has "
+                f"sample_rate(s) {rates}. Use 'prv', 'rdp' or 'prv-accountant'."
+            )
     target, delta = budget.epsilon, budget.delta
 
     memo: dict[float, float] = {}
