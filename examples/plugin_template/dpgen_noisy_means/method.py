@@ -9,6 +9,10 @@ Private release (add/remove-one neighbouring), both with the Gaussian mechanism:
 σ comes from the shared calibrator so that the two releases together spend at most the budget; both
 are recorded in the ledger. Sampling is post-processing: mean_k = S̃_k / max(ñ_k, 1), clamped to
 [0, 1], plus N(0, sample_std²) pixel noise.
+
+The release noise is drawn from a generator seeded with the method's seed so benchmark runs are
+reproducible; anyone who knows the seed can remove it. For an actual data release, draw it from an
+unpredictable source instead (e.g. ``torch.Generator().manual_seed(secrets.randbits(63))``).
 """
 
 from __future__ import annotations
