@@ -13,7 +13,8 @@ import runner_toy  # noqa: F401  (registers toy-means / toy-global)
 from dpgen_bench.cli import main
 from dpgen_bench.privacy.accounting import accountant_tolerance
 from dpgen_bench.runner.benchmark import run_benchmark
-from dpgen_bench.runner.config import parse_config
+from dpgen_bench.runner.config import parse_config, resolve_methods
+from dpgen_bench.runner.grid import build_cells
 from dpgen_bench.runner.store import COLUMNS, ResultsStore
 from dpgen_bench.runner.tables import build_table, render
 
@@ -96,8 +97,11 @@ def test_table_has_methods_by_metric_and_epsilon_with_mean_std_and_bold_best(gri
 
 def test_resolved_config_environment_and_artefacts_are_saved(grid):
     config, _, out = grid
-    saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert parse_config(saved) == config
+    saved = parse_config(yaml.safe_load((out / "config.yaml").read_text()))
+    # the saved config spells out every method default and reruns exactly the same cells
+    assert saved.methods[0].config == {"spread": 0.1, "fail_seed": None, "overspend": False, "sleep_s": 0.0}
+    keys = lambda c: [cell.key for cell in build_cells(c, resolve_methods(c))]  # noqa: E731
+    assert keys(saved) == keys(config)
     assert "torch_version" in (out / "environment.json").read_text()
     for key in pd.read_csv(out / "results.csv")["cell_key"].unique():
         cell = out / "cells" / key

@@ -47,7 +47,7 @@ def _run(args) -> int:
     try:
         config = load_config(args.config, overrides)
         if args.dry_run:
-            cells, store = prepare(config)
+            cells, store, _ = prepare(config)
             for cell in cells:
                 state = "done" if store.is_done(cell.key) else "to run"
                 print(f"{cell.key}  {cell.name}  [{state}]")

@@ -39,11 +39,13 @@ class RunSummary:
         return not self.failed
 
 
-def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore]:
-    """Validate methods/dataset/metrics (raises ConfigFileError) and build the cells; nothing trains."""
+def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, Any]]:
+    """Validate methods/dataset/metrics (raises ConfigFileError) and build the cells; nothing trains.
+
+    Returns the cells, the store and the resolved method configs (label → MethodConfig)."""
     method_configs = resolve_methods(config)
     cells = build_cells(config, method_configs)
-    return cells, ResultsStore(config.output_dir)
+    return cells, ResultsStore(config.output_dir), method_configs
 
 
 def _failed_record(cell: Cell, store: ResultsStore, error: str) -> dict[str, Any]:
@@ -88,10 +90,10 @@ def run_benchmark(
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    cells, store = prepare(config)
+    cells, store, method_configs = prepare(config)
     root = store.root
     root.mkdir(parents=True, exist_ok=True)
-    write_atomic(root / "config.yaml", dump_config(config))
+    write_atomic(root / "config.yaml", dump_config(config, method_configs))
     write_atomic(root / "environment.json", json.dumps(environment(), indent=1, sort_keys=True))
     keys = [c.key for c in cells]
     summary = RunSummary(root=root, total=len(cells))

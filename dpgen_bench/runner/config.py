@@ -316,10 +316,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return parse_config(data)
 
 
-def dump_config(config: BenchConfig) -> str:
-    """YAML of the fully validated config (what is saved next to the results)."""
+def dump_config(config: BenchConfig, method_configs: Mapping[str, Any] | None = None) -> str:
+    """YAML of the validated config (what is saved next to the results).
+
+    With ``method_configs`` (label → validated MethodConfig from :func:`resolve_methods`) every method's
+    config is spelled out in full, defaults included, so the file reruns the same cells even if a
+    method's defaults change later. The injected ``accountant`` is left out (it is the top-level one).
+    """
     data = config.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False)
+    if method_configs is not None:
+        for spec in data["methods"]:
+            resolved = method_configs[spec.get("label") or spec["name"]]
+            full = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
+            full.pop("accountant", None)
+            spec["config"] = full
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 # ----------------------------------------------------------------------------- checks before training
