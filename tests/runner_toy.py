@@ -81,9 +81,17 @@ class ToyGlobal(_NoisyMeans):
     per_class = False
 
 
+class ToyUnconditional(_NoisyMeans):
+    """Declares it cannot generate class-conditionally: its sample labels carry no information."""
+
+    per_class = False
+    capabilities = Capabilities(labelled=False, channels=(1,))
+
+
 if "toy-means" not in list_methods():
     register_method("toy-means")(ToyMeans)
     register_method("toy-global")(ToyGlobal)
+    register_method("toy-unconditional")(ToyUnconditional)
 ToyMeans = get_method("toy-means")  # noqa: F811  (the registered class, if imported twice under two names)
 
 

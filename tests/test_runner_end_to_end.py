@@ -232,3 +232,17 @@ def test_parallel_jobs_write_one_complete_store(tmp_path):
     assert df["peak_memory_mb"].notna().all()
     assert not df.duplicated(["cell_key", "metric"]).any()
     assert not [p for p in os.listdir(tmp_path / "out" / "cells") if p.endswith(".tmp")]
+
+
+def test_unconditional_methods_get_no_downstream_accuracy(tmp_path):
+    config = parse_config(
+        runner_toy.tiny_config(
+            tmp_path, methods=[{"name": "toy-unconditional"}], epsilons=[1], seeds=[0],
+            evaluation={"metrics": ["accuracy"], "n_samples": 60},
+        )
+    )
+    summary = run_benchmark(config, progress=False, render=False)
+    assert summary.failed == []
+    df = ResultsStore(tmp_path).read_results()
+    assert len(df) == 3 and df["value"].isna().all()
+    assert df["missing_reason"].str.contains("unlabelled").all()

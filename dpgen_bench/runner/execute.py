@@ -179,6 +179,16 @@ def _train_extractor(method: Any) -> str | None:
     return None
 
 
+def samples_are_labelled(method: Any) -> bool:
+    """Whether the method's sample labels mean anything (class-conditional generation).
+
+    An unconditional method (capability ``labelled=False``, or a config with ``labelled: false``) returns
+    labels that carry no information; downstream accuracy must then be missing, not computed on noise."""
+    if not type(method).capabilities.labelled:
+        return False
+    return bool(getattr(getattr(method, "config", None), "labelled", True))
+
+
 def _check_samples(images: torch.Tensor, labels: torch.Tensor, n: int, shape: tuple[int, int, int]) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or tuple(images.shape) != (n, *shape):
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -326,8 +336,9 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
         images, labels = method.sample(n, seed=cell.seed)
         images = _check_samples(images, labels, n, info.shape)
         labels = labels.detach().cpu().long()
+        labelled = samples_are_labelled(method)
         save_samples(cell_dir / "samples.npz", images, labels)
-        save_grid(cell_dir / "samples.png", images, labels, info.num_classes)
+        save_grid(cell_dir / "samples.png", images, labels, info.num_classes if labelled else 1)
         method.save(cell_dir / "checkpoint")
 
         real = test
@@ -337,7 +348,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
             real = test.subset(torch.randperm(len(test), generator=g)[:n_real], split="test")
         for count in sorted(set(counts.values())):
             names = [m for m in evaluation["metrics"] if counts[m] == count]
-            synthetic = ImageDataset(images[:count], labels[:count], info, split="synthetic")
+            synthetic = ImageDataset(images[:count], labels[:count], info, split="synthetic", meta={"labelled": labelled})
             results = _compute(
                 names,
                 real,
