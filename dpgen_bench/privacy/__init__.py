@@ -33,6 +33,7 @@ from .events import (
     flatten,
 )
 from .ledger import LedgerEntry, PrivacyLedger
+from .noise import gaussian_noise, release_generator
 from .plans import dpsgd_plan, dpsgd_plan_from_settings, dpsgd_steps, sample_rate, steps_per_epoch
 
 __all__ = [
@@ -62,7 +63,9 @@ __all__ = [
     "events_from_json",
     "events_to_json",
     "flatten",
+    "gaussian_noise",
     "gaussian_releases_plan",
+    "release_generator",
     "sample_rate",
     "steps_per_epoch",
     "to_history",

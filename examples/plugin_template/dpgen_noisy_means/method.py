@@ -10,9 +10,8 @@ Private release (add/remove-one neighbouring), both with the Gaussian mechanism:
 are recorded in the ledger. Sampling is post-processing: mean_k = S̃_k / max(ñ_k, 1), clamped to
 [0, 1], plus N(0, sample_std²) pixel noise.
 
-The release noise is drawn from a generator seeded with the method's seed so benchmark runs are
-reproducible; anyone who knows the seed can remove it. For an actual data release, draw it from an
-unpredictable source instead (e.g. ``torch.Generator().manual_seed(secrets.randbits(63))``).
+Release noise comes from :func:`dpgen_bench.privacy.noise.gaussian_noise`, seeded from OS entropy: the run
+seed is public (it is in every results row), so noise seeded with it could be subtracted again.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate_gaussian_releases
 from dpgen_bench.privacy.events import GaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
+from dpgen_bench.privacy.noise import gaussian_noise
 
 
 class NoisyMeansConfig(MethodConfig):
@@ -55,10 +55,9 @@ class NoisyClassMeans(GenerativeMethod):
         counts = torch.bincount(y, minlength=k).double()
         if budget.is_private:
             sigma = calibrate_gaussian_releases([1.0, 1.0], budget)
-            gen = torch.Generator().manual_seed(self.seed)
-            sums += torch.randn(sums.shape, generator=gen, dtype=torch.float64) * (sigma * math.sqrt(dim))
+            sums += gaussian_noise(sums.shape, sigma * math.sqrt(dim))
             ledger.record(GaussianEvent(sigma), f"noisy-means: per-class pixel sums (L2 sensitivity sqrt({dim}))")
-            counts += torch.randn(counts.shape, generator=gen, dtype=torch.float64) * sigma
+            counts += gaussian_noise(counts.shape, sigma)
             ledger.record(GaussianEvent(sigma), "noisy-means: per-class counts (L2 sensitivity 1)")
             self.noise_multiplier = float(sigma)
         self.means = (sums / counts.clamp(min=1.0)[:, None]).clamp(0.0, 1.0).float()
