@@ -35,8 +35,8 @@ class AccuracyConfig:
     mlp_hidden: int = 128
     mlp_max_iter: int = 100
     cnn_epochs: int = 5
-    cnn_batch_size: int = 128
-    cnn_lr: float = 1e-3
+    cnn_batch_size: int = 64
+    cnn_lr: float = 3e-3
     cnn_width: int = 32
 
 
