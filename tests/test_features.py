@@ -37,10 +37,12 @@ def test_effnet_resizes_28_to_32_bilinear_and_keeps_native_32():
     assert ext(torch.rand(1, 3, 64, 64)).shape == (1, 32 * 32 * 32)  # larger images keep their size
 
 
-def test_effnet_fused_batchnorm_matches_unfused():
+def test_effnet_fused_channels_last_matches_the_plain_network():
     fused, plain = get_extractor("efficientnet-lite0"), get_extractor("efficientnet-lite0", fuse=False)
     x = torch.rand(2, 1, 28, 28)
     torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-3)
+    unfused = get_extractor("efficientnet-lite0", fuse=False, channels_last=False)
+    torch.testing.assert_close(unfused(x), plain(x), rtol=1e-4, atol=1e-3)
 
 
 def test_effnet_reproduces_the_reference_implementation_logits():

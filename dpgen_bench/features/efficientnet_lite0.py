@@ -18,7 +18,8 @@ Layers (``layers=`` option):
 Input: [0, 1] images with 1 or 3 channels. Grey is repeated to RGB; images smaller than ``min_size``
 (default 32, so 28×28 MNIST becomes 32×32) are resized bilinearly, larger ones keep their native size unless
 ``size`` forces one. Normalisation is the TF-Lite one the weights were trained with: (255·x − 127) / 128.
-Batch-norms are folded into the convolutions by default (``fuse=False`` keeps them).
+Batch-norms are folded into the convolutions and the network runs channels-last by default (``fuse=False``,
+``channels_last=False`` keep the plain module); outputs agree to ~1e-5 relative.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ class EfficientNetLite0Features(FeatureExtractor):
         size: int | None = None,
         min_size: int | None = 32,
         fuse: bool = True,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.layers = parse_layers(layers, LAYERS, PRESETS)
@@ -188,6 +190,10 @@ class EfficientNetLite0Features(FeatureExtractor):
             self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         if fuse:
             self.net.fuse()
+        # NHWC is 3-4x faster for depthwise convolutions on CPU (oneDNN); outputs are the same.
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
         self.normalize = Normalize(TF_LITE_MEAN, TF_LITE_STD)
         # Stop the forward pass at the deepest layer asked for.
         self._last = max(LAYERS.index(n) for n in self.layers)
@@ -196,6 +202,8 @@ class EfficientNetLite0Features(FeatureExtractor):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalize(resize_input(to_rgb(x), self.size, self.min_size))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         wanted = set(self.layers)
         out: list[torch.Tensor] = []
         net = self.net
@@ -225,8 +233,11 @@ def efficientnet_lite0(
     size: int | None = None,
     min_size: int | None = 32,
     fuse: bool = True,
+    channels_last: bool = True,
 ) -> EfficientNetLite0Features:
     """EfficientNet-Lite0 (ImageNet). ``weights``: ``"imagenet"`` (bundled file), a path, or None (random).
 
-    ``fuse`` folds the batch-norms into the convolutions (same outputs up to rounding, faster)."""
-    return EfficientNetLite0Features(layers=layers, weights=weights, size=size, min_size=min_size, fuse=fuse)
+    ``fuse`` folds the batch-norms into the convolutions and ``channels_last`` runs in NHWC layout (same
+    outputs up to rounding, both faster on CPU)."""
+    return EfficientNetLite0Features(layers=layers, weights=weights, size=size, min_size=min_size, fuse=fuse,
+                                     channels_last=channels_last)
