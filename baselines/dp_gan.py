@@ -245,8 +245,8 @@ class _BaseDPGAN(GenerativeMethod):
         loss = per_pair.sum() / max(m, 1)  # "mean" reduction that survives an empty batch
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
-                f"discriminator loss is {loss.item()} at step {step + 1} (batch of {m}); lower the learning "
-                f"rates or max_grad_norm"
+                f"discriminator loss is {loss.item()} at step {step + 1}; lower the learning rates or "
+                f"max_grad_norm"
             )
         loss.backward()
         opt_d.step()
