@@ -223,3 +223,12 @@ def test_shipped_configs_cover_the_published_protocols():
     assert sorted(v.methods[0].config["labelled"] for v in cifar) == [False, True]
     bench = [v for k, v in by_name.items() if k.startswith("dpimagebench-")]
     assert bench and all(v.epsilons == [1, 10] and v.evaluation.sample_count("fid") == 60000 for v in bench)
+
+
+def test_jobs_refuses_in_process_methods_that_workers_cannot_import(tmp_path):
+    from dpgen_bench.runner.benchmark import run_benchmark
+
+    cfg = parse_config(runner_toy.tiny_config(tmp_path / "out", plugins=[]))
+    with pytest.raises(ConfigFileError, match="list that module under 'plugins'"):
+        run_benchmark(cfg, jobs=2, progress=False)
+    assert not (tmp_path / "out").exists()

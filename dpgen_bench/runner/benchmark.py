@@ -48,6 +48,28 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
     return cells, ResultsStore(config.output_dir), method_configs
 
 
+def _check_spawnable(config: BenchConfig) -> None:
+    """--jobs workers are fresh processes: a method registered in-process must come from a listed plugin."""
+    import sys
+
+    from ..registry import method_entry
+    from .config import ConfigFileError
+
+    for spec in config.methods:
+        entry = method_entry(spec.name)
+        if entry.source != "<registered in-process>":
+            continue
+        module = entry.cls.__module__
+        loaded = sys.modules.get(module)
+        if module == "__main__" or not any(
+            p == module or sys.modules.get(p) is loaded for p in config.plugins
+        ):
+            raise ConfigFileError(
+                f"method {spec.name!r} is registered in-process by module {module!r}, which --jobs worker "
+                f"processes cannot see; list that module under 'plugins' (or run with --jobs 1)"
+            )
+
+
 def _failed_record(cell: Cell, store: ResultsStore, error: str) -> dict[str, Any]:
     """Record for a cell whose worker process died (e.g. killed for memory) before it could record itself."""
     record = {
@@ -91,6 +113,8 @@ def run_benchmark(
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     cells, store, method_configs = prepare(config)
+    if jobs > 1:
+        _check_spawnable(config)
     root = store.root
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(root / "config.yaml", dump_config(config, method_configs))
