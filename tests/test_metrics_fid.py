@@ -79,9 +79,13 @@ def test_default_path_without_network_reports_the_torch_hub_location(monkeypatch
     def no_network(*a, **k):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(fid_mod, "download_inception_weights", no_network)
-    with pytest.raises(InceptionWeightsMissing, match=str(tmp_path)):
-        resolve_inception_weights(None)
+    calls = []
+    monkeypatch.setattr(fid_mod, "download_inception_weights", lambda *a, **k: calls.append(1) or no_network())
+    monkeypatch.setattr(fid_mod, "_FAILED_DOWNLOADS", set())
+    for _ in range(2):
+        with pytest.raises(InceptionWeightsMissing, match=str(tmp_path)):
+            resolve_inception_weights(None)
+    assert len(calls) == 1  # the network is tried once per process, not on every evaluation
 
 
 def test_compute_metrics_skips_fid_with_a_one_line_notice_never_zero(tmp_path):

@@ -36,6 +36,10 @@ RESIZE_MODE = "tf1-bilinear-299 (torch-fidelity interpolate_bilinear_2d_like_ten
 QUANTISATION = "round(255*x) to uint8, grey repeated to RGB"
 
 
+# Default paths whose download already failed in this process: try the network once, not on every call.
+_FAILED_DOWNLOADS: set[Path] = set()
+
+
 class InceptionWeightsMissing(FileNotFoundError):
     """The Inception checkpoint is not on disk (and could not be downloaded)."""
 
@@ -75,7 +79,7 @@ def download_inception_weights(dest: str | Path | None = None, timeout_s: float 
 
 def resolve_inception_weights(path: str | Path | None = None, download: bool = True) -> Path:
     """The checkpoint to use. An explicit ``path`` must exist. With ``path=None`` the torch hub cache is used,
-    downloading into it once if ``download``. Raises :class:`InceptionWeightsMissing` with a one-line message."""
+    downloading into it if ``download`` (one attempt per process). Raises :class:`InceptionWeightsMissing` with a one-line message."""
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -84,11 +88,11 @@ def resolve_inception_weights(path: str | Path | None = None, download: bool = T
     default = default_inception_weights_path()
     if default.is_file():
         return default
-    if download:
+    if download and default not in _FAILED_DOWNLOADS:
         try:
             return download_inception_weights(default)
         except Exception:  # no network, proxy, HTTP error, bad hash: all mean "not available"
-            pass
+            _FAILED_DOWNLOADS.add(default)
     raise InceptionWeightsMissing(missing_weights_message(default))
 
 
