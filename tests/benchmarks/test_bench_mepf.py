@@ -11,11 +11,14 @@ Run: ``pytest tests/benchmarks/test_bench_mepf.py --benchmark-only`` (skipped in
   Target: step ≤ 1.15 × bare pass.
 
 No timed asserts: compare the medians in the printed table. Each benchmark checks its output.
+Runs single-threaded by default (``DPGEN_BENCH_THREADS`` overrides): on a shared 2-core machine two
+intra-op threads oversubscribe and times swing 10×, which says nothing about the code.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -31,6 +34,14 @@ from dpgen_bench_methods.dp_mepf import DPMEPF
 
 N_IMAGES, BATCH = 400, 100
 INFO = DatasetInfo("bench", 1, 28, 28, 10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("DPGEN_BENCH_THREADS", "1")))
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
