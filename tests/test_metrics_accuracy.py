@@ -28,12 +28,17 @@ def test_label_shuffled_synthetic_training_data_gives_near_chance_accuracy(mnist
     assert acc < 0.2  # chance is 0.1
 
 
-def test_small_cnn_learns_real_digits_and_is_deterministic_for_a_seed(mnist5k_splits):
+def test_small_cnn_learns_real_digits(mnist5k_splits):
     train = mnist5k_splits.train.subset(torch.arange(0, 4000, 2))
-    config = AccuracyConfig(cnn_epochs=5, cnn_width=16)
-    a = cnn_accuracy(train, mnist5k_splits.test, seed=3, config=config)
-    b = cnn_accuracy(train, mnist5k_splits.test, seed=3, config=config)
-    assert a == b and a > 0.8
+    acc = cnn_accuracy(train, mnist5k_splits.test, seed=3, config=AccuracyConfig(cnn_epochs=4, cnn_width=8))
+    assert acc > 0.8
+
+
+def test_small_cnn_accuracy_is_deterministic_for_a_seed(mnist5k_splits):
+    train = mnist5k_splits.train.subset(torch.arange(0, 4000, 10))
+    runs = [cnn_accuracy(train, mnist5k_splits.test, seed=s, config=FAST) for s in (5, 5, 6)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]  # the seed is actually used
 
 
 def test_accuracy_rejects_shape_mismatch_and_single_class_training_sets(mnist5k_splits, tiny_dataset):
