@@ -21,8 +21,10 @@ class GeneratorMethod(GenerativeMethod):
 
     def __init__(self, config, info, seed: int = 0, device: str | torch.device = "cpu") -> None:
         super().__init__(config, info, seed=seed, device=device)
-        torch.manual_seed(self.seed)  # generator initialisation is a function of the public seed only
-        self.generator: ConditionalGenerator = self._build_generator().to(self.device)
+        # Generator initialisation is a function of the public seed only (without touching the global RNG).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.generator: ConditionalGenerator = self._build_generator().to(self.device)
         self.release_summary: dict[str, Any] = {}
 
     def _build_generator(self) -> ConditionalGenerator:
