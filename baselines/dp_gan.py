@@ -42,6 +42,7 @@ from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
+from dpgen_bench.privacy.noise import release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_steps
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_private_discriminator
@@ -161,7 +162,9 @@ class _BaseDPGAN(GenerativeMethod):
         G = self.generator.train()
         opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
 
-        loader = poisson_loader(train, q, self.seed + 1)  # Opacus DPDataLoader at rate q
+        # Opacus DPDataLoader at rate q. Which examples are sampled, and the gradient noise, must stay secret
+        # (run seeds are public), so both draw from OS entropy rather than from self.seed.
+        loader = poisson_loader(train, q) if budget.is_private else poisson_loader(train, q, self.seed + 1)
 
         counted = [0]  # noisy steps Opacus actually performed (its step hook runs once per noised step)
         if budget.is_private:
@@ -177,7 +180,7 @@ class _BaseDPGAN(GenerativeMethod):
                 max_grad_norm=cfg.max_grad_norm,
                 poisson_sampling=False,
                 grad_sample_mode=cfg.grad_sample_mode,
-                noise_generator=torch.Generator(device=dev).manual_seed(self.seed + 2),
+                noise_generator=release_generator(dev),
             )
             # Opacus derives this from len(loader); the plan's q says it is exactly batch_size.
             opt_d.expected_batch_size = cfg.batch_size

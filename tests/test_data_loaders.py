@@ -91,3 +91,11 @@ def test_class_balanced_loader_refuses_a_dataset_missing_a_class(tiny_dataset):
     no_three = tiny_dataset.subset(tiny_dataset.labels != 3)
     with pytest.raises(ValueError, match=r"\[3\]"):
         class_balanced_loader(no_three, batch_size=10, seed=0)
+
+
+def test_poisson_loader_without_seed_draws_secret_batches(tiny_dataset):
+    torch.manual_seed(0)
+    a = [y.tolist() for _, y in poisson_loader(tiny_dataset, 0.3)]
+    torch.manual_seed(0)
+    b = [y.tolist() for _, y in poisson_loader(tiny_dataset, 0.3)]
+    assert a != b

@@ -22,19 +22,24 @@ if TYPE_CHECKING:
     from opacus.data_loader import DPDataLoader
 
 
-def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int) -> "DPDataLoader":
+def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int | None = None) -> "DPDataLoader":
     """Opacus ``DPDataLoader`` yielding ``(images, labels)``; each example is in each batch w.p. ``sample_rate``.
 
     ``sample_rate`` q ∈ (0, 1]. One pass (``len(loader)``) is ⌊1/q⌋ steps; the expected batch size is q·n.
-    An empty batch comes out as tensors with 0 rows and the right trailing shape. The sampling is
-    reproducible from ``seed``.
+    An empty batch comes out as tensors with 0 rows and the right trailing shape.
+
+    Privacy amplification by subsampling holds only while *which* examples were sampled stays secret, and
+    run seeds are public; so private training leaves ``seed=None`` (sampling seeded from OS entropy via
+    :func:`dpgen_bench.privacy.noise.release_generator`). A fixed ``seed`` is for tests and non-private use.
     """
     q = float(sample_rate)
     if math.isnan(q) or not (0.0 < q <= 1.0):
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
     from opacus.data_loader import DPDataLoader  # imported here: opacus takes seconds to import
 
-    generator = torch.Generator().manual_seed(int(seed))
+    from ..privacy.noise import release_generator
+
+    generator = release_generator() if seed is None else torch.Generator().manual_seed(int(seed))
     return DPDataLoader(TensorDataset(dataset.images, dataset.labels), sample_rate=q, generator=generator)
 
 
