@@ -38,7 +38,7 @@ def test_list_metrics_gives_the_config_names():
 
 def test_names_expand_to_result_names_with_directions_and_sample_counts(real_and_fake):
     real, fake = real_and_fake
-    res = compute_metrics(["fd-digitcnn", "accuracy", "prdc"], real, fake, accuracy_config=FAST)
+    res = compute_metrics(["fd-digitcnn", "accuracy", "prdc"], real, fake, accuracy_config=FAST, prdc_space="digitcnn")
     assert [r.name for r in res] == [
         "FD-digitcnn", "acc-logreg", "acc-mlp", "acc-cnn", "precision", "recall", "density", "coverage"
     ]
@@ -59,6 +59,12 @@ def test_metric_that_does_not_apply_is_none_with_a_reason_never_zero():
     assert [r.name for r in res] == ["FD-digitcnn", "acc-logreg", "acc-mlp", "acc-cnn"]
     assert all(r.value is None for r in res)
     assert "grey 28x28" in res[0].missing_reason and "unlabelled" in res[1].missing_reason
+
+
+def test_prdc_defaults_to_effnet_space_even_for_grey_digits(real_and_fake):
+    real, fake = real_and_fake
+    res = compute_metrics(["prdc"], real, fake)
+    assert {r.extractor for r in res} == {"efficientnet-lite0"}
 
 
 def test_prdc_on_colour_images_uses_effnet_and_records_it():
