@@ -232,3 +232,15 @@ def test_jobs_refuses_in_process_methods_that_workers_cannot_import(tmp_path):
     with pytest.raises(ConfigFileError, match="list that module under 'plugins'"):
         run_benchmark(cfg, jobs=2, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_progress_bars_do_not_change_the_cell_key():
+    from dpgen_bench.runner.grid import Cell
+
+    common = dict(dataset="d", split_seed=0, test_fraction=0.2, method="m", label="m", epsilon=1.0, delta=1e-5,
+                  seed=0, accountant="prv")
+    on = Cell(method_config={"steps": 5, "progress": True}, **common)
+    off = Cell(method_config={"steps": 5, "progress": False}, **common)
+    other = Cell(method_config={"steps": 6, "progress": True}, **common)
+    assert on.key == off.key and on.method_config_hash == off.method_config_hash
+    assert on.key != other.key

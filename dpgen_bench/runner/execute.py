@@ -301,7 +301,11 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
         base["delta"], base["delta_rule"] = budget.delta, budget.delta_rule
 
         torch.manual_seed(cell.seed)
-        method = get_method(cell.method)(cell.method_config, info, seed=cell.seed, device=device)
+        method_cls = get_method(cell.method)
+        method_config = dict(cell.method_config)
+        if "progress" in getattr(method_cls.Config, "model_fields", {}):
+            method_config["progress"] = bool(progress)  # no bars from --jobs workers or --no-progress
+        method = method_cls(method_config, info, seed=cell.seed, device=device)
         base["train_extractor"] = _train_extractor(method)
         ledger = PrivacyLedger()
         t0 = time.perf_counter()

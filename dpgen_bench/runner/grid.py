@@ -31,6 +31,10 @@ def config_hash(value: Any, length: int = 12) -> str:
     return hashlib.sha256(_canonical(value).encode()).hexdigest()[:length]
 
 
+DISPLAY_ONLY_KEYS = frozenset({"progress"})
+"""Method config keys that only change what is printed; left out of the cell key (the runner sets them)."""
+
+
 @dataclass(frozen=True)
 class Cell:
     """Everything that determines one benchmark result (and nothing that does not, e.g. the device).
@@ -58,9 +62,10 @@ class Cell:
 
     def key_data(self) -> dict[str, Any]:
         data = asdict(self)
-        # Where the data lives and whether it may be downloaded do not change the result.
+        # Where the data lives, whether it may be downloaded, and progress bars do not change the result.
         data.pop("data_dir")
         data.pop("download")
+        data["method_config"] = {k: v for k, v in data["method_config"].items() if k not in DISPLAY_ONLY_KEYS}
         return data
 
     @property
@@ -70,7 +75,8 @@ class Cell:
 
     @property
     def method_config_hash(self) -> str:
-        return config_hash({"method": self.method, "config": self.method_config})
+        config = {k: v for k, v in self.method_config.items() if k not in DISPLAY_ONLY_KEYS}
+        return config_hash({"method": self.method, "config": config})
 
     @property
     def name(self) -> str:
