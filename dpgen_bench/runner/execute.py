@@ -272,6 +272,9 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
     store = ResultsStore(root)
     cell_dir = store.cell_dir(cell.key)
     reset_peak_memory()
+    on_gpu = torch.device(device).type == "cuda" and torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
     started = time.perf_counter()
     base = {
         "cell_key": cell.key,
@@ -379,6 +382,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
             "fit_time_s": fit_time,
             "wall_time_s": wall,
             "peak_memory_mb": peak_memory_mb(),
+            "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(torch.device(device)) / 2**20 if on_gpu else None,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
     )

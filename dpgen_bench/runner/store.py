@@ -63,6 +63,7 @@ COLUMNS = [
     "fit_time_s",
     "wall_time_s",
     "peak_memory_mb",
+    "peak_gpu_memory_mb",
     "python_version",
     "torch_version",
     "opacus_version",
