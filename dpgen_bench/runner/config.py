@@ -77,6 +77,8 @@ class EvaluationSpec(_Strict):
     """Overrides of the downstream classifiers' budgets (:class:`dpgen_bench.metrics.accuracy.AccuracyConfig`)."""
     prdc_k: int = Field(default=5, ge=1)
     """k of the k-NN manifolds of precision/recall/density/coverage."""
+    prdc_space: Literal["effnet", "digitcnn"] = "effnet"
+    """Feature space of precision/recall/density/coverage."""
     fid_weights_path: str | None = None
     """Local Inception-v3 (2015-12-05 TF) checkpoint for FID; None: torch hub cache or download."""
 

@@ -367,6 +367,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
                 progress=progress,
                 accuracy_config=AccuracyConfig(**evaluation.get("accuracy", {})),
                 prdc_k=int(evaluation.get("prdc_k", 5)),
+                prdc_space=evaluation.get("prdc_space", "effnet"),
                 fid_weights_path=evaluation.get("fid_weights_path"),
             )
             metric_rows.extend(_metric_row(m) for m in results)
