@@ -26,6 +26,7 @@ Privacy argument (add/remove-one neighbouring, DESIGN.md §4 and §6):
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -206,14 +207,16 @@ class _BaseDPGAN(GenerativeMethod):
                     except StopIteration:
                         batches = iter(loader)
                         continue
-                    d_loss = self._d_step(D, opt_d, x.to(dev), y.to(dev), z_gen, step)
+                    self._d_step(D, opt_d, x.to(dev), y.to(dev), z_gen, step)
                     step += 1
                     if not budget.is_private:
                         counted[0] += 1
                     if step % cfg.d_steps_per_g_step == 0:
-                        self._g_step(D, opt_g, z_gen, step, private=budget.is_private)
-                    if step % 20 == 0:
-                        bar.set_postfix(d_loss=f"{d_loss:.3f}")
+                        g_loss = self._g_step(D, opt_g, z_gen, step, private=budget.is_private)
+                        # Only the G loss is shown: it is post-processing of the private D. The D loss is
+                        # an un-noised statistic of the private batch and stays out of every log.
+                        if step % 20 == 0:
+                            bar.set_postfix(g_loss=f"{g_loss:.3f}")
                     bar.update(1)
         finally:
             self.steps_taken = counted[0]
@@ -237,7 +240,7 @@ class _BaseDPGAN(GenerativeMethod):
         return self.generator(z, labels)[:m]
 
     def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                z_gen: torch.Generator, step: int) -> float:
+                z_gen: torch.Generator, step: int) -> None:
         m = x.shape[0]
         labels = y if self.conditional else None
         with torch.no_grad():
@@ -251,12 +254,16 @@ class _BaseDPGAN(GenerativeMethod):
                 f"discriminator loss is {loss.item()} at step {step + 1}; lower the learning rates or "
                 f"max_grad_norm"
             )
-        loss.backward()
+        with warnings.catch_warnings():
+            # The images do not require grad, so PyTorch notes that Opacus's full backward hooks fire on
+            # module outputs; those output gradients are exactly what Opacus needs (checked per pair in tests).
+            warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+            loss.backward()
         opt_d.step()
-        return float(loss.detach())
 
     def _g_step(self, D: nn.Module, opt_g: torch.optim.Optimizer, z_gen: torch.Generator, step: int,
-                private: bool) -> None:
+                private: bool) -> float:
+        """One generator step through D with its Opacus hooks off; returns the G loss."""
         cfg = self.config
         G = self.generator
         rows = max(cfg.batch_size, 2)  # BatchNorm in G needs >= 2 rows
@@ -282,6 +289,7 @@ class _BaseDPGAN(GenerativeMethod):
         opt_g.zero_grad(set_to_none=True)
         if self.ema is not None:
             self._update_ema()
+        return float(loss.detach())
 
     @torch.no_grad()
     def _update_ema(self) -> None:

@@ -33,7 +33,6 @@ seed — otherwise anyone knowing the seed could subtract it. Tests may pass the
 from __future__ import annotations
 
 import functools
-import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -45,6 +44,7 @@ from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate_gaussian_releases
 from dpgen_bench.privacy.events import GaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
+from dpgen_bench.privacy.noise import release_generator
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 """images (B, C, H, W) in [0, 1] → {moment name: (B, D_moment) embeddings with norm ≤ C each}."""
@@ -180,7 +180,7 @@ def release_mean_embedding(
         return ReleasedEmbedding(means, exact.counts.float(), None, None, sum_norm, ["non-private: exact"])
 
     sigma = calibrate_release(len(exact.sums), budget, count_noise_ratio, accountant)
-    gen = noise_generator or torch.Generator().manual_seed(secrets.randbits(63))
+    gen = noise_generator or release_generator()
     noisy_sums: dict[str, torch.Tensor] = {}
     for name, s in exact.sums.items():
         noise = torch.randn(s.shape, generator=gen, dtype=torch.float64) * (sigma * sum_norm)
