@@ -12,7 +12,6 @@ Training length costs no privacy, and there is no model selection on private dat
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -20,14 +19,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from dpgen_bench.data.types import ImageDataset
 from dpgen_bench.features import get_extractor
 from dpgen_bench.method import Capabilities, MethodConfig, build_config
-from dpgen_bench.privacy.budget import PrivacyBudget
-from dpgen_bench.privacy.ledger import PrivacyLedger
 
-from .generator_method import GeneratorMethod
-from .mean_embedding import ReleasedEmbedding, normalise_rows, release_mean_embedding
+from .generator_method import ReleaseOnceMethod
+from .mean_embedding import ReleasedEmbedding, normalise_rows
 
 
 class DPMEPFConfig(MethodConfig):
@@ -73,7 +69,7 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class DPMEPF(GeneratorMethod):
+class DPMEPF(ReleaseOnceMethod):
     """DP-MEPF; see the module docstring."""
 
     name: ClassVar[str] = "dp-mepf"
@@ -107,24 +103,7 @@ class DPMEPF(GeneratorMethod):
             out["phi2"] = normalise_rows(f * f, self.config.sum_norm)
         return out
 
-    # -- fit ---------------------------------------------------------------------------------------------
-    def release(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> ReleasedEmbedding:
-        """The single data access: noisy per-class mean embeddings, recorded in ``ledger``."""
-        cfg = self.config
-        return release_mean_embedding(
-            self.embed, train, budget, ledger, labelled=cfg.labelled, sum_norm=cfg.sum_norm,
-            count_noise_ratio=cfg.count_noise_ratio, accountant=cfg.accountant,
-            batch_size=cfg.embed_batch_size, device=self.device, progress=cfg.progress, method_name=self.name,
-        )
-
-    def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
-        t0 = time.perf_counter()
-        released = self.release(train, budget, ledger)
-        self.release_summary = released.summary()
-        t1 = time.perf_counter()
-        self.train_generator(released)
-        self.history.update(release_s=t1 - t0, train_s=time.perf_counter() - t1)
-
+    # -- training (post-processing of the release) ---------------------------------------------
     def train_generator(self, released: ReleasedEmbedding, steps: int | None = None) -> None:
         """GFMN moving-average training against ``released`` (post-processing: no private data here)."""
         cfg = self.config

@@ -14,7 +14,6 @@ Their fixed noise multiplier (5) is replaced by the calibrated σ at the request
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -22,14 +21,11 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
-from dpgen_bench.data.types import ImageDataset
 from dpgen_bench.method import Capabilities, MethodConfig
-from dpgen_bench.privacy.budget import PrivacyBudget
-from dpgen_bench.privacy.ledger import PrivacyLedger
 
-from .generator_method import GeneratorMethod
+from .generator_method import ReleaseOnceMethod
 from .generators import ConditionalGenerator, ConvCondGenerator, build_generator
-from .mean_embedding import ReleasedEmbedding, release_mean_embedding
+from .mean_embedding import ReleasedEmbedding
 
 
 class DPMERFConfig(MethodConfig):
@@ -65,7 +61,7 @@ class DPMERFConfig(MethodConfig):
         return v
 
 
-class DPMERF(GeneratorMethod):
+class DPMERF(ReleaseOnceMethod):
     """DP-MERF; see the module docstring."""
 
     name: ClassVar[str] = "dp-merf"
@@ -94,22 +90,6 @@ class DPMERF(GeneratorMethod):
         proj = images.flatten(1) @ self.frequencies.T
         scale = (2.0 / self.config.n_features) ** 0.5
         return {"rff": torch.cat([torch.cos(proj), torch.sin(proj)], dim=1) * scale}
-
-    def release(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> ReleasedEmbedding:
-        cfg = self.config
-        return release_mean_embedding(
-            self.embed, train, budget, ledger, labelled=cfg.labelled, sum_norm=1.0,
-            count_noise_ratio=cfg.count_noise_ratio, accountant=cfg.accountant,
-            batch_size=cfg.embed_batch_size, device=self.device, progress=cfg.progress, method_name=self.name,
-        )
-
-    def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
-        t0 = time.perf_counter()
-        released = self.release(train, budget, ledger)
-        self.release_summary = released.summary()
-        t1 = time.perf_counter()
-        self.train_generator(released)
-        self.history.update(release_s=t1 - t0, train_s=time.perf_counter() - t1)
 
     def train_generator(self, released: ReleasedEmbedding, steps: int | None = None) -> None:
         """Minimise the RFF-MMD to the released embedding (post-processing only)."""

@@ -1,14 +1,19 @@
-"""What DP-MEPF and DP-MERF share after the release: the generator, sampling and checkpoints."""
+"""What DP-MEPF and DP-MERF share: the release-once ``fit``, the generator, sampling and checkpoints."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Mapping
 
 import torch
 
+from dpgen_bench.data.types import ImageDataset
 from dpgen_bench.method import GenerativeMethod
+from dpgen_bench.privacy.budget import PrivacyBudget
+from dpgen_bench.privacy.ledger import PrivacyLedger
 
 from .generators import ConditionalGenerator, build_generator
+from .mean_embedding import ReleasedEmbedding, release_mean_embedding
 
 
 class GeneratorMethod(GenerativeMethod):
@@ -84,3 +89,40 @@ class GeneratorMethod(GenerativeMethod):
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
         self.release_summary = dict(state.get("release", {}))
+
+
+class ReleaseOnceMethod(GeneratorMethod):
+    """A generator trained to match a noisy mean embedding released once (DP-MEPF, DP-MERF).
+
+    Subclasses implement :meth:`embed` (images → {moment: per-example embeddings of norm ``sum_norm``}) and
+    :meth:`train_generator` (post-processing of the release only). Configs also need ``count_noise_ratio``,
+    ``accountant``, ``embed_batch_size`` and ``progress``.
+    """
+
+    @property
+    def sum_norm(self) -> float:
+        """C: the norm of every per-example embedding, i.e. each moment's L2 sensitivity."""
+        return float(getattr(self.config, "sum_norm", 1.0))
+
+    def embed(self, images: torch.Tensor) -> Mapping[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def train_generator(self, released: ReleasedEmbedding, steps: int | None = None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def release(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> ReleasedEmbedding:
+        """The single data access: noisy per-class mean embeddings, recorded in ``ledger``."""
+        cfg = self.config
+        return release_mean_embedding(
+            self.embed, train, budget, ledger, labelled=cfg.labelled, sum_norm=self.sum_norm,
+            count_noise_ratio=cfg.count_noise_ratio, accountant=cfg.accountant,
+            batch_size=cfg.embed_batch_size, device=self.device, progress=cfg.progress, method_name=self.name,
+        )
+
+    def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
+        t0 = time.perf_counter()
+        released = self.release(train, budget, ledger)
+        self.release_summary = released.summary()
+        t1 = time.perf_counter()
+        self.train_generator(released)
+        self.history.update(release_s=t1 - t0, train_s=time.perf_counter() - t1)
