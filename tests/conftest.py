@@ -26,3 +26,12 @@ def tiny_dataset() -> ImageDataset:
     images = (torch.rand((64, 1, 28, 28), generator=gen) * 0.5 + labels.view(-1, 1, 1, 1) / 20.0).clamp(0, 1)
     info = DatasetInfo("tiny", channels=1, height=28, width=28, num_classes=10, class_names=tuple(map(str, range(10))))
     return ImageDataset(images=images, labels=labels, info=info, split="train")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny models: one intra-op thread is fastest, and two oversubscribe a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

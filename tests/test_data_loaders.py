@@ -8,7 +8,7 @@ import pytest
 import torch
 from opacus.data_loader import DPDataLoader
 
-from dpgen_bench.data import ImageDataset, class_balanced_loader, poisson_loader
+from dpgen_bench.data import class_balanced_loader, poisson_loader
 
 
 def _batches(loader):

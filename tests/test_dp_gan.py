@@ -167,13 +167,6 @@ def test_discriminator_per_sample_gradient_is_the_joint_gradient_of_each_real_fa
             torch.testing.assert_close(q.grad_sample[i], p.grad, msg=lambda m: f"{name}, pair {i}: {m}")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny models run faster so, and the CPU is shared with other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_save_load_round_trip_reproduces_samples_for_a_fixed_seed(tmp_path) -> None:

@@ -15,13 +15,6 @@ from dpgen_bench_methods.dp_mepf import DPMEPF, PAPER_PRESETS
 from dpgen_bench_methods.mean_embedding import per_class_sums
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and two oversubscribe a shared 2-core machine badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 FAST = {"extractor": "random-cnn", "steps": 3, "batch_size": 20, "progress": False, "embed_batch_size": 100}
 

@@ -15,13 +15,6 @@ from dpgen_bench.registry import get_method
 from dpgen_bench_methods.dp_merf import DPMERF
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and two oversubscribe a shared 2-core machine badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 FAST = {"steps": 5, "n_features": 200, "progress": False}
 

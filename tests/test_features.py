@@ -10,13 +10,6 @@ from dpgen_bench.features import torchvision_nets
 from dpgen_bench.features.efficientnet_lite0 import EfficientNetLite0, weights_path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and two oversubscribe a shared 2-core machine badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_all_extractors_are_registered():

@@ -18,13 +18,6 @@ from dpgen_bench_methods.mean_embedding import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and two oversubscribe a shared 2-core machine badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 INFO = DatasetInfo("toy", channels=1, height=4, width=4, num_classes=3)
 

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import log_ndtr
 
-from .events import Event, GaussianEvent, PoissonSubsampledGaussianEvent, flatten
+from .events import Event, GaussianEvent, flatten
 
 DEFAULT_ACCOUNTANT = "prv"
 
