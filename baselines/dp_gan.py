@@ -171,7 +171,11 @@ class _BaseDPGAN(GenerativeMethod):
         if budget.is_private:
             sigma = float(calibrate(dpsgd_plan(q, total_steps), budget))
             self.noise_multiplier = sigma
-            engine = PrivacyEngine(accountant="prv")
+            with warnings.catch_warnings():
+                # "Secure RNG turned off": Opacus's secure_mode needs torchcsprng; the noise and batch
+                # sampling here use OS-entropy-seeded generators instead (dpgen_bench.privacy.noise).
+                warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
+                engine = PrivacyEngine(accountant="prv")
             self._opacus_accountant = engine.accountant  # cross-check only; the ledger is authoritative
             D, opt_d, _ = engine.make_private(
                 module=D,
