@@ -107,11 +107,11 @@ def test_latex_is_booktabs_with_escaped_names(results):
     assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
 
 
-def test_csv_table_has_mean_std_and_seed_count_columns(results):
+def test_csv_table_has_mean_std_seed_count_and_same_space_columns(results):
     import io
 
     csv = pd.read_csv(io.StringIO(render(results, "csv")), index_col=0)
-    assert csv.shape == (2, 4 * 3)
+    assert csv.shape == (2, 4 * 4)
     assert csv.loc["DP-MEPF", "FD-digitcnn (lower is better) eps=1 mean"] == pytest.approx(11.0)
     assert csv.loc["DP-MEPF", "FD-digitcnn (lower is better) eps=1 n_seeds"] == 2
 
@@ -179,3 +179,15 @@ def test_results_csv_is_rebuilt_from_records_without_duplicates(tmp_path):
     assert json.loads((store.cells_dir / "a.json").read_text())["rows"][0]["target_epsilon"] == {"__float__": "inf"}
     store.rebuild_csv(keys=["b"])
     assert set(store.read_results()["cell_key"]) == {"b"}
+
+
+def test_values_computed_in_the_training_feature_space_are_marked_and_explained():
+    rows = []
+    for method, same in (("DP-MEPF", True), ("DP-CGAN", False)):
+        row = _row(method, 1.0, 0, "precision", 0.9 if same else 0.5, "higher", extractor="efficientnet-lite0")
+        row["same_space_as_training"] = same
+        rows.append(row)
+    md = render(_frame(rows), "md")
+    assert "0.900†" in md and "0.500†" not in md
+    assert "† DP-MEPF: precision computed in the efficientnet-lite0 feature space" in md
+    assert r"0.900$^\dagger$" in render(_frame(rows), "latex")

@@ -2,7 +2,8 @@
 
 A Fréchet distance is called FID only when it was computed in Inception-v3 space; in any other space the
 column is ``FD-<extractor>``. Metrics that could not be computed get no column; their reasons are listed
-under the table. Formats: Markdown, LaTeX (booktabs) and CSV.
+under the table. A value computed in the feature space the method trained on is marked † (biased in the
+method's favour, DESIGN.md §7). Formats: Markdown, LaTeX (booktabs) and CSV.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ class TableCell:
     std: float | None
     n: int
     best: bool = False
+    same_space: bool = False
+    """Computed in the feature space the method was trained on (shown with †)."""
 
     def text(self) -> str:
+        mark = "†" if self.same_space else ""
         if self.std is None or self.n < 2:
-            return format_number(self.mean)
-        return f"{format_number(self.mean)} ± {format_number(self.std)}"
+            return format_number(self.mean) + mark
+        return f"{format_number(self.mean)} ± {format_number(self.std)}{mark}"
 
 
 @dataclass
@@ -114,7 +118,9 @@ def build_table(df: pd.DataFrame) -> ComparisonTable:
             for row, g in sub.groupby("row", sort=False):
                 values = g["value"].astype(float)
                 std = float(values.std(ddof=1)) if len(values) > 1 else None
-                cells[(row, col)] = TableCell(float(values.mean()), std, int(len(values)))
+                same = g["same_space_as_training"].astype(str).str.lower().eq("true").any() \
+                    if "same_space_as_training" in g else False
+                cells[(row, col)] = TableCell(float(values.mean()), std, int(len(values)), same_space=bool(same))
             means = [c.mean for (r, c2), c in cells.items() if c2 == col]
             best = min(means) if direction == "lower" else max(means)
             for (r, c2), c in cells.items():
@@ -126,6 +132,12 @@ def build_table(df: pd.DataFrame) -> ComparisonTable:
     for (label, reason), g in missing.groupby(["label", "missing_reason"], dropna=False, sort=False):
         where = ", ".join(sorted(set(g["row"])))
         notes.append(f"{label} not computed ({where}): {reason if isinstance(reason, str) else 'no reason given'}")
+    if "same_space_as_training" in have:
+        flagged = have[have["same_space_as_training"].astype(str).str.lower().eq("true")]
+        for (row, extractor), g in flagged.groupby(["row", "extractor"], sort=False):
+            labels = ", ".join(dict.fromkeys(g["label"]))
+            notes.append(f"† {row}: {labels} computed in the {extractor} feature space the method was trained on "
+                         f"(biased in its favour)")
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
         notes.append(f"FAILED cell {r['method']} ε={eps_label(float(r['target_epsilon']))} seed={r['seed']}: {r['error']}")
@@ -167,7 +179,7 @@ def to_markdown(t: ComparisonTable) -> str:
 def _tex(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"), ("$", r"\$")):
         s = s.replace(a, b)
-    return s.replace("±", r"$\pm$").replace("∞", r"$\infty$").replace("–", "--")
+    return s.replace("±", r"$\pm$").replace("∞", r"$\infty$").replace("–", "--").replace("†", r"$^\dagger$")
 
 
 def to_latex(t: ComparisonTable) -> str:
@@ -210,6 +222,7 @@ def to_csv(t: ComparisonTable) -> str:
             data.setdefault(f"{stem} mean", {})[row] = None if cell is None else cell.mean
             data.setdefault(f"{stem} std", {})[row] = None if cell is None else cell.std
             data.setdefault(f"{stem} n_seeds", {})[row] = None if cell is None else cell.n
+            data.setdefault(f"{stem} same_space_as_training", {})[row] = None if cell is None else cell.same_space
     frame = pd.DataFrame(data, index=pd.Index(t.rows, name="method"))
     return frame.to_csv()
 
