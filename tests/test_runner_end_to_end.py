@@ -180,7 +180,7 @@ def test_table_and_plot_commands_rerender_from_stored_results(grid, capsys, tmp_
     assert r"$\pm$" in tex and r"\textbf{" in tex and r"$\varepsilon=10$" in tex
     assert main(["table", str(out), "--format", "csv"]) == 0
     csv = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out), index_col=0)
-    assert csv.shape == (2, 3 * 2 * 3)  # methods × (metric, ε, {mean, std, n_seeds})
+    assert csv.shape == (2, 3 * 2 * 4)  # methods × (metric, ε, {mean, std, n_seeds, same_space_as_training})
     assert main(["plot", str(out), "--output-dir", str(tmp_path)]) == 0
     assert (tmp_path / "metrics_vs_epsilon.png").stat().st_size > 0
     assert (tmp_path / "samples_digits.png").stat().st_size > 0
