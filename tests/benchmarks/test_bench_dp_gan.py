@@ -3,7 +3,7 @@
 Run: ``pytest tests/benchmarks/test_bench_dp_gan.py --benchmark-only`` (skipped in the normal test run).
 Target: the private step (default ``grad_sample_mode="hooks"``) at most 2.0× the non-private step for the
 28×28 dp-cgan discriminator at the default width on 2 CPU cores. No timed asserts: compare the medians in
-group ``d-step-28x28`` of the printed table; the ``functorch`` row answers whether another per-sample
+group ``d-step-28x28`` of the printed table; the ``functorch`` and ``ew`` rows answer whether another per-sample
 gradient mode helps. Each benchmark checks that its step changed D's weights (a no-op cannot win).
 
 The step timed is exactly the training step: D on a real batch and on an equally sized fake batch,
@@ -60,7 +60,7 @@ def _make(mode: str):
     return D, opt
 
 
-@pytest.mark.parametrize("mode", ["non-private", "hooks", "functorch"])
+@pytest.mark.parametrize("mode", ["non-private", "hooks", "functorch", "ew"])
 @pytest.mark.benchmark(group="d-step-28x28", min_rounds=20, warmup=True)
 def test_bench_discriminator_step(benchmark, mode: str) -> None:
     D, opt = _make(mode)
