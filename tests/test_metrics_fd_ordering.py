@@ -56,8 +56,8 @@ def test_digitcnn_classifier_head_on_its_features_recognises_real_digits(mnist5k
     from digit_recognizer.model import CNN
 
     head = CNN().fc_layers[2]
-    head.load_state_dict({k[len("fc_layers.2."):]: v for k, v in torch.load(
-        net.weights_path, weights_only=True).items() if k.startswith("fc_layers.2.")})
+    state = torch.load(net.weights_path, weights_only=True)
+    head.load_state_dict({k[len("fc_layers.2."):]: v for k, v in state.items() if k.startswith("fc_layers.2.")})
     test: ImageDataset = mnist5k_splits.test
     with torch.no_grad():
         pred = head(net.extract(test.images)).argmax(1)
