@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from opacus.validators import ModuleValidator
 from torch import nn
 
+from .per_sample_conv import PerSampleConv2d
+
 # Square size -> (base spatial size, number of ×2 up/down-sampling stages).
 _STAGES: dict[int, tuple[int, int]] = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
 SUPPORTED_SIZES: tuple[int, ...] = tuple(sorted(_STAGES))
@@ -89,10 +91,11 @@ class Discriminator(nn.Module):
         super().__init__()
         base, stages = _stages(size)
         self.num_classes = num_classes
-        layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, width, 4, 2, 1), nn.LeakyReLU(0.2)]
+        # PerSampleConv2d: an nn.Conv2d that can skip the batch weight gradient DP-SGD discards.
+        layers: list[nn.Module] = [PerSampleConv2d(channels + num_classes, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = width
         for _ in range(stages - 1):
-            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(_group_count(2 * c), 2 * c), nn.LeakyReLU(0.2)]
+            layers += [PerSampleConv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(_group_count(2 * c), 2 * c), nn.LeakyReLU(0.2)]
             c *= 2
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c * base * base, 1)
