@@ -32,8 +32,10 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from opacus import PrivacyEngine
+from opacus.optimizers import DPOptimizer
 from pydantic import Field, field_validator
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dpgen_bench.data.loaders import poisson_loader
@@ -47,7 +49,49 @@ from dpgen_bench.privacy.noise import release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_steps
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_private_discriminator
+from .per_sample_conv import skip_batch_weight_grads
 
+
+def make_private_discriminator(
+    D: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    expected_batch_size: int,
+    grad_sample_mode: Literal["hooks", "functorch", "ew"] = "hooks",
+    noise_generator: torch.Generator | None = None,
+) -> tuple[nn.Module, DPOptimizer, PrivacyEngine]:
+    """Wrap discriminator ``D`` and its optimizer for DP-SGD with Opacus; returns (D, optimizer, engine).
+
+    ``loader`` must already sample Poisson batches (Opacus does not re-wrap it); ``noise_multiplier`` is σ
+    relative to ``max_grad_norm`` (the per-example clipping bound C > 0); ``expected_batch_size`` is q·n, the
+    divisor of the noisy gradient sum. Re-entrant optimizer steps without ``step()`` in between are refused
+    (``forbid_grad_accumulation``). In hooks mode the batch weight gradients that ``DPOptimizer`` discards
+    are not computed (:func:`skip_batch_weight_grads`). ``noise_generator``: pass one seeded from OS entropy
+    (:func:`dpgen_bench.privacy.noise.release_generator`) in training; None uses Opacus's default.
+    """
+    with warnings.catch_warnings():
+        # "Secure RNG turned off": Opacus's secure_mode needs torchcsprng; the noise and batch sampling
+        # here use OS-entropy-seeded generators instead (dpgen_bench.privacy.noise).
+        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
+        engine = PrivacyEngine(accountant="prv")
+    D, optimizer, _ = engine.make_private(
+        module=D,
+        optimizer=optimizer,
+        data_loader=loader,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        poisson_sampling=False,
+        grad_sample_mode=grad_sample_mode,
+        noise_generator=noise_generator,
+    )
+    optimizer.expected_batch_size = expected_batch_size  # Opacus derives it from len(loader)
+    D.forbid_grad_accumulation()  # a stray second backward before step() would raise
+    if grad_sample_mode == "hooks":
+        skip_batch_weight_grads(D)
+    return D, optimizer, engine
 
 
 class TrainingDivergedError(RuntimeError):
@@ -171,25 +215,12 @@ class _BaseDPGAN(GenerativeMethod):
         if budget.is_private:
             sigma = float(calibrate(dpsgd_plan(q, total_steps), budget))
             self.noise_multiplier = sigma
-            with warnings.catch_warnings():
-                # "Secure RNG turned off": Opacus's secure_mode needs torchcsprng; the noise and batch
-                # sampling here use OS-entropy-seeded generators instead (dpgen_bench.privacy.noise).
-                warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
-                engine = PrivacyEngine(accountant="prv")
-            self._opacus_accountant = engine.accountant  # cross-check only; the ledger is authoritative
-            D, opt_d, _ = engine.make_private(
-                module=D,
-                optimizer=opt_d,
-                data_loader=loader,  # already Poisson at rate q; Opacus must not re-wrap it
-                noise_multiplier=sigma,
-                max_grad_norm=cfg.max_grad_norm,
-                poisson_sampling=False,
-                grad_sample_mode=cfg.grad_sample_mode,
+            D, opt_d, engine = make_private_discriminator(
+                D, opt_d, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
+                expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode,
                 noise_generator=release_generator(dev),
             )
-            # Opacus derives this from len(loader); the plan's q says it is exactly batch_size.
-            opt_d.expected_batch_size = cfg.batch_size
-            D.forbid_grad_accumulation()  # a stray second backward before step() would raise
+            self._opacus_accountant = engine.accountant  # cross-check only; the ledger is authoritative
             opacus_hook = opt_d.step_hook
 
             def _count(opt: Any) -> None:
@@ -383,4 +414,4 @@ class DPCGAN(_BaseDPGAN):
     )
 
 
-__all__ = ["DPGAN", "DPCGAN", "DPGANConfig", "TrainingDivergedError"]
+__all__ = ["DPGAN", "DPCGAN", "DPGANConfig", "TrainingDivergedError", "make_private_discriminator"]

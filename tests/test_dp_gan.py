@@ -9,13 +9,16 @@ import math
 
 import pytest
 import torch
+from opacus.data_loader import DPDataLoader
 from opacus.optimizers.optimizer import DPOptimizer
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from dpgen_bench import ConfigError, DatasetInfo, ImageDataset, PrivacyBudget, PrivacyLedger, get_method
 from dpgen_bench.privacy.plans import dpsgd_steps
 from dpgen_bench_baselines.dcgan import Discriminator, PrivateDiscriminatorError, validate_private_discriminator
-from dpgen_bench_baselines.dp_gan import DPCGAN, DPGAN, TrainingDivergedError
+from dpgen_bench_baselines.dp_gan import DPCGAN, DPGAN, TrainingDivergedError, make_private_discriminator
+from dpgen_bench_baselines.per_sample_conv import PerSampleConv2d
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -143,18 +146,26 @@ def test_generator_step_leaves_discriminator_per_sample_state_clean() -> None:
         assert D.hooks_enabled
 
 
-@pytest.mark.parametrize("functorch", [False, True], ids=["hooks", "functorch"])
-def test_discriminator_per_sample_gradient_is_the_joint_gradient_of_each_real_fake_pair(functorch: bool) -> None:
+def _private_d(mode: str, width: int = 8, noise_multiplier: float = 1.0, seed: int = 0):
+    """A 28×28 conditional D wrapped exactly as the trainer wraps it (make_private_discriminator)."""
+    torch.manual_seed(seed)
+    D = Discriminator(1, 28, 10, width=width)
+    opt = torch.optim.SGD(D.parameters(), lr=0.1)
+    loader = DPDataLoader(TensorDataset(torch.zeros(40, 1, 28, 28), torch.zeros(40, dtype=torch.long)), sample_rate=0.1)
+    return make_private_discriminator(D, opt, loader, noise_multiplier=noise_multiplier, max_grad_norm=1.0,
+                                      expected_batch_size=4, grad_sample_mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["hooks", "functorch"])
+def test_discriminator_per_sample_gradient_is_the_joint_gradient_of_each_real_fake_pair(mode: str) -> None:
     """Row i of Opacus's grad_sample must be ∇[ℓ_real(x_i) + ℓ_fake(f_i)]: one clipped unit per example.
 
-    Same loss form as training: per-pair losses summed and divided by the batch size, "mean" reduction.
+    Same wrapping and loss form as training: per-pair losses summed and divided by the batch size, "mean"
+    reduction; in hooks mode the batch weight gradients are skipped (PerSampleConv2d).
     """
-    from opacus import GradSampleModule
-
-    torch.manual_seed(0)
+    gsm, _, _ = _private_d(mode)
     d = Discriminator(1, 28, 10, width=8)
-    gsm = GradSampleModule(Discriminator(1, 28, 10, width=8), loss_reduction="mean", force_functorch=functorch)
-    gsm._module.load_state_dict(d.state_dict())
+    d.load_state_dict(gsm._module.state_dict())
     x, f = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
     y = torch.tensor([0, 3, 5, 9])
     loss = (nn.functional.softplus(-gsm(x, y)) + nn.functional.softplus(gsm(f, y))).sum() / 4
@@ -167,6 +178,32 @@ def test_discriminator_per_sample_gradient_is_the_joint_gradient_of_each_real_fa
             torch.testing.assert_close(q.grad_sample[i], p.grad, msg=lambda m: f"{name}, pair {i}: {m}")
 
 
+def test_hooks_mode_skips_the_discarded_batch_weight_gradient_only_there() -> None:
+    hooks, _, _ = _private_d("hooks")
+    functorch, _, _ = _private_d("functorch")  # functorch differentiates forward itself: must keep it
+    assert [m.batch_grad for m in hooks.modules() if isinstance(m, PerSampleConv2d)] == [False, False]
+    assert [m.batch_grad for m in functorch.modules() if isinstance(m, PerSampleConv2d)] == [True, True]
+
+
+def test_skipping_the_batch_weight_gradient_leaves_the_dp_sgd_update_unchanged() -> None:
+    """Without noise, three DP-SGD steps give the same D whether or not autograd's batch gradient exists."""
+    runs = []
+    for skip in (True, False):
+        D, opt, _ = _private_d("hooks", noise_multiplier=0.0)
+        for m in D.modules():
+            if isinstance(m, PerSampleConv2d):
+                m.batch_grad = not skip
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            x, f = torch.rand(4, 1, 28, 28, generator=gen), torch.rand(4, 1, 28, 28, generator=gen)
+            y = torch.randint(0, 10, (4,), generator=gen)
+            opt.zero_grad(set_to_none=True)
+            ((nn.functional.softplus(-D(x, y)) + nn.functional.softplus(D(f, y))).sum() / 4).backward()
+            opt.step()
+        runs.append([p.detach().clone() for p in D.parameters()])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0], _private_d("hooks")[0].parameters())), "D never moved"
 
 
 def test_save_load_round_trip_reproduces_samples_for_a_fixed_seed(tmp_path) -> None:

@@ -4,7 +4,8 @@ Run: ``pytest tests/benchmarks/test_bench_dp_gan.py --benchmark-only`` (skipped 
 Target: the private step (default ``grad_sample_mode="hooks"``) at most 2.0× the non-private step for the
 28×28 dp-cgan discriminator at the default width on 2 CPU cores. No timed asserts: compare the medians in
 group ``d-step-28x28`` of the printed table; the ``functorch`` and ``ew`` rows answer whether another per-sample
-gradient mode helps. Each benchmark checks that its step changed D's weights (a no-op cannot win).
+gradient mode helps, and ``hooks-full-backward`` shows hooks mode without skipping the discarded batch weight
+gradient (see ``dpgen_bench_baselines.per_sample_conv``). Each benchmark checks that its step changed D's weights (a no-op cannot win).
 
 The step timed is exactly the training step: D on a real batch and on an equally sized fake batch,
 one backward of the per-pair loss, one ``optimizer.step()`` (clip + noise for the private variant).
@@ -17,12 +18,12 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import TensorDataset
 
 from dpgen_bench_baselines.dcgan import Discriminator
-from dpgen_bench_baselines.dp_gan import DPGANConfig
+from dpgen_bench_baselines.dp_gan import DPGANConfig, make_private_discriminator
+from dpgen_bench_baselines.per_sample_conv import PerSampleConv2d
 
 BATCH = 64
 WIDTH = DPGANConfig().d_width
@@ -44,6 +45,11 @@ def _step(D: torch.nn.Module, opt: torch.optim.Optimizer, real, fake, labels) ->
 
 
 def _make(mode: str):
+    """D and its optimizer as the trainer builds them; ``mode`` is "non-private" or an Opacus grad_sample_mode.
+
+    "hooks-full-backward" is hooks mode with the batch weight gradient left on (PerSampleConv2d.batch_grad),
+    i.e. Opacus's stock behaviour, to show what skipping it saves.
+    """
     torch.manual_seed(0)
     D = Discriminator(1, 28, 10, width=WIDTH)
     opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -52,15 +58,18 @@ def _make(mode: str):
         loader = DPDataLoader(TensorDataset(real, labels), sample_rate=BATCH / 4000)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            D, opt, _ = PrivacyEngine(accountant="prv").make_private(
-                module=D, optimizer=opt, data_loader=loader, noise_multiplier=1.0, max_grad_norm=1.0,
-                poisson_sampling=False, grad_sample_mode=mode,
+            D, opt, _ = make_private_discriminator(
+                D, opt, loader, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=BATCH,
+                grad_sample_mode=mode.removesuffix("-full-backward"),
             )
-        opt.expected_batch_size = BATCH
+        if mode.endswith("-full-backward"):
+            for m in D.modules():
+                if isinstance(m, PerSampleConv2d):
+                    m.batch_grad = True
     return D, opt
 
 
-@pytest.mark.parametrize("mode", ["non-private", "hooks", "functorch", "ew"])
+@pytest.mark.parametrize("mode", ["non-private", "hooks", "hooks-full-backward", "functorch", "ew"])
 @pytest.mark.benchmark(group="d-step-28x28", min_rounds=20, warmup=True)
 def test_bench_discriminator_step(benchmark, mode: str) -> None:
     D, opt = _make(mode)
