@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from dpgen_bench.allocator import retain_freed_memory
 from dpgen_bench.data import ImageDataset, load_splits
 from dpgen_bench.metrics.accuracy import logreg_accuracy
 from dpgen_bench.privacy.budget import PrivacyBudget
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args(argv)
+    retain_freed_memory()  # as the runner does: no per-step page faults of large temporaries
     if args.threads:
         torch.set_num_threads(args.threads)
 

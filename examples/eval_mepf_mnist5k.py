@@ -21,6 +21,7 @@ import time
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from dpgen_bench.allocator import retain_freed_memory
 from dpgen_bench.data import load_splits
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.ledger import PrivacyLedger
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra DP-MEPF config values, e.g. lr=0.002 moments=phi1 (JSON-parsed)")
     args = parser.parse_args()
+    retain_freed_memory()  # as the runner does: no per-step page faults of large temporaries
     if args.threads:
         torch.set_num_threads(args.threads)
 

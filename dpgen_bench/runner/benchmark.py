@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..allocator import retain_freed_memory
 from .config import BenchConfig, dump_config, resolve_methods
 from .execute import configure_worker, environment, run_cell
 from .grid import Cell, build_cells
@@ -113,6 +114,7 @@ def run_benchmark(
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     cells, store, method_configs = prepare(config)
+    retain_freed_memory()  # cells train in this process when jobs == 1 (workers do it in configure_worker)
     if jobs > 1:
         _check_spawnable(config)
     root = store.root

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..allocator import freed_memory_retained, retain_freed_memory
 from ..privacy.budget import NEIGHBOURING, PrivacyBudget
 from ..privacy.ledger import PrivacyLedger
 from .grid import Cell
@@ -102,6 +103,7 @@ def environment() -> dict[str, Any]:
             "processor": platform.processor() or "n/a",
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "malloc_retains_freed_memory": freed_memory_retained(),
             "cuda_available": torch.cuda.is_available(),
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         }
@@ -139,8 +141,9 @@ def peak_memory_mb() -> float:
 
 
 def configure_worker(threads: int | None, plugins: tuple[str, ...] | list[str] = ()) -> None:
-    """Process-pool initializer: thread count and plugin imports (in-process registrations do not
-    survive ``spawn``)."""
+    """Process-pool initializer: malloc tuning (:func:`dpgen_bench.allocator.retain_freed_memory`), thread
+    count and plugin imports (in-process registrations do not survive ``spawn``)."""
+    retain_freed_memory()
     if threads:
         torch.set_num_threads(int(threads))
     for module in plugins:
