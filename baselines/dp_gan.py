@@ -12,6 +12,9 @@ Privacy argument (add/remove-one neighbouring, DESIGN.md §4 and §6):
   changes by at most C: each optimizer step is exactly one Poisson-subsampled Gaussian mechanism with
   noise multiplier σ. (Clipping real and fake rows separately would double the sensitivity, because the
   number of fake rows follows the real batch size.)
+* In Opacus's hooks mode D's convolutions (:class:`~.per_sample_conv.PerSampleConv2d`) skip autograd's
+  batch weight gradient: ``DPOptimizer`` overwrites ``.grad`` with the noisy clipped sum of per-sample
+  gradients, so that gradient was never used (a test checks the update is unchanged).
 * An empty Poisson batch still takes a (noise-only) step: skipping it would reveal that the batch was
   empty. Every step taken is counted; the ledger gets the count actually performed.
 * The generator G only sees D's outputs (post-processing); its step runs with D's Opacus hooks disabled
@@ -122,7 +125,8 @@ class DPGANConfig(MethodConfig):
     g_width: int = Field(64, ge=4, le=1024, description="generator channels at full resolution")
     d_width: int = Field(32, ge=4, le=1024, description="discriminator channels after the first conv")
     grad_sample_mode: Literal["hooks", "functorch"] = Field(
-        "hooks", description="how Opacus computes per-sample gradients (both keep the pair semantics)"
+        "hooks", description="how Opacus computes per-sample gradients (both keep the pair semantics); hooks is "
+        "the faster on CPU and also skips the batch weight gradient DP-SGD discards"
     )
 
     @field_validator("g_width", "d_width")

@@ -2,16 +2,16 @@
 
 Under Opacus's ``grad_sample_mode="hooks"`` the per-sample gradients come from backward hooks (module
 input × gradient w.r.t. module output), and ``DPOptimizer`` rebuilds every ``.grad`` from their clipped sum
-plus noise. The batch gradient that autograd also computes for each weight is therefore discarded; for the
-28×28 discriminator that is about a third of the backward pass. :class:`PerSampleConv2d` with
+plus noise. The batch gradient that autograd also computes for each weight is therefore discarded work (a
+weight-gradient convolution per layer and pass). :class:`PerSampleConv2d` with
 ``batch_grad=False`` uses a detached weight in its forward so autograd never computes it, and adds the bias
 outside the convolution so the output still requires grad (Opacus's backward hook fires on it even for the
 first layer, whose input does not require grad).
 
 The per-sample gradients of :class:`PerSampleConv2d` come from :func:`per_sample_conv2d_grads`, registered
 with Opacus as its grad sampler: one grouped weight-gradient convolution with the batch folded into the
-groups, equal to Opacus's unfold-based sampler for ``nn.Conv2d``
-(checked in tests) and faster on CPU for the discriminator's shapes.
+groups, equal to Opacus's unfold-based sampler for ``nn.Conv2d`` (checked in tests) and faster on CPU for the
+discriminator's shapes.
 
 Only the hooks mode may switch ``batch_grad`` off: ``functorch`` and expanded-weights modes differentiate the
 forward itself, so a detached weight would give them zero gradients. :func:`skip_batch_weight_grads` is the
