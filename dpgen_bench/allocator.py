@@ -4,9 +4,9 @@ PyTorch's CPU tensors come from the C library's ``malloc``. glibc serves multi-M
 ``mmap`` pages and trims the top of its heap back to the OS once enough of it is free, so a training step
 that allocates and frees the same multi-MiB temporaries every iteration touches brand-new pages each time.
 DP-SGD is hit hardest: per-sample gradients are batch-size times larger than the weights. Measured on a
-2-core VM, the private discriminator step of ``dp-cgan`` took about 8,000 minor page faults and 20 ms of
-system time per step; with :func:`retain_freed_memory` it took under 60 page faults, and the step was about
-1.5× faster (the plain step about 1.1×).
+2-core VM (28×28 ``dp-cgan`` discriminator, batch 64): glibc's defaults cost the private discriminator step
+8,000–9,000 minor page faults and about 20 ms of system time per step; tuned, under 60 faults, and the step
+fell from 2.05–2.10× to 1.28–1.71× the plain step (``tests/benchmarks/test_bench_dp_gan.py`` medians).
 
 :func:`retain_freed_memory` sets glibc's ``M_MMAP_THRESHOLD`` to its 64-bit maximum (32 MiB) and
 ``M_TRIM_THRESHOLD`` to 1 GiB, the same as running with
