@@ -70,11 +70,13 @@ def make_private_discriminator(
 
     ``loader`` must already sample Poisson batches (Opacus does not re-wrap it); ``noise_multiplier`` is σ
     relative to ``max_grad_norm`` (the per-example clipping bound C > 0); ``expected_batch_size`` is q·n, the
-    divisor of the noisy gradient sum. Re-entrant optimizer steps without ``step()`` in between are refused
-    (``forbid_grad_accumulation``). In hooks mode the batch weight gradients that ``DPOptimizer`` discards
-    are not computed (:func:`skip_batch_weight_grads`). ``noise_generator``: pass one seeded from OS entropy
-    (:func:`dpgen_bench.privacy.noise.release_generator`) in training; None uses Opacus's default.
+    divisor of the noisy gradient sum. A second backward before ``step()`` raises (``forbid_grad_accumulation``).
+    In hooks mode the batch weight gradients that ``DPOptimizer`` discards are not computed
+    (:func:`skip_batch_weight_grads`). ``noise_generator`` draws the gradient noise; None means a fresh one
+    seeded from OS entropy (:func:`dpgen_bench.privacy.noise.release_generator`), never the public run seed.
     """
+    if noise_generator is None:
+        noise_generator = release_generator(next(D.parameters()).device)
     with warnings.catch_warnings():
         # "Secure RNG turned off": Opacus's secure_mode needs torchcsprng; the noise and batch sampling
         # here use OS-entropy-seeded generators instead (dpgen_bench.privacy.noise).
@@ -222,8 +224,7 @@ class _BaseDPGAN(GenerativeMethod):
             D, opt_d, engine = make_private_discriminator(
                 D, opt_d, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
                 expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode,
-                noise_generator=release_generator(dev),
-            )
+            )  # gradient noise from OS entropy (make_private_discriminator's default)
             self._opacus_accountant = engine.accountant  # cross-check only; the ledger is authoritative
             opacus_hook = opt_d.step_hook
 

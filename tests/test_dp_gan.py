@@ -283,3 +283,12 @@ def test_batch_larger_than_dataset_is_refused() -> None:
 
 def test_both_baselines_are_registered_through_entry_points() -> None:
     assert get_method("dp-gan") is DPGAN and get_method("dp-cgan") is DPCGAN
+
+
+def test_discriminator_gradient_noise_is_seeded_from_os_entropy_not_the_run_seed() -> None:
+    seeds = []
+    for _ in range(2):
+        _, opt, _ = _private_d("hooks", seed=0)  # same public seed both times
+        assert opt.generator is not None, "noise would come from torch's global (seedable) RNG"
+        seeds.append(opt.generator.initial_seed())
+    assert seeds[0] != seeds[1]

@@ -5,7 +5,9 @@ Target: the private step (default ``grad_sample_mode="hooks"``) at most 2.0× th
 28×28 dp-cgan discriminator at the default width on 2 CPU cores. No timed asserts: compare the medians in
 group ``d-step-28x28`` of the printed table; the ``functorch`` and ``ew`` rows answer whether another per-sample
 gradient mode helps, and ``hooks-full-backward`` shows hooks mode without skipping the discarded batch weight
-gradient (see ``dpgen_bench_baselines.per_sample_conv``). Each benchmark checks that its step changed D's weights (a no-op cannot win).
+gradient (see ``dpgen_bench_baselines.per_sample_conv``). Each benchmark checks that its step changed D's
+weights (a no-op cannot win). glibc malloc is tuned as in ``dpgen-bench run`` (``conftest.py``); run with
+``DPGEN_BENCH_MALLOC=default`` to see glibc's defaults.
 
 The step timed is exactly the training step: D on a real batch and on an equally sized fake batch,
 one backward of the per-pair loss, one ``optimizer.step()`` (clip + noise for the private variant).
