@@ -126,6 +126,7 @@ class DPGANConfig(MethodConfig):
     z_dim: int = Field(100, ge=1, le=4096, description="generator noise dimension")
     g_width: int = Field(64, ge=4, le=1024, description="generator channels at full resolution")
     d_width: int = Field(32, ge=4, le=1024, description="discriminator channels after the first conv")
+    progress: bool = Field(True, description="show a progress bar over training steps (display only)")
     grad_sample_mode: Literal["hooks", "functorch"] = Field(
         "hooks", description="how Opacus computes per-sample gradients (both keep the pair semantics); hooks is "
         "the faster on CPU and also skips the batch weight gradient DP-SGD discards"
@@ -239,7 +240,8 @@ class _BaseDPGAN(GenerativeMethod):
         z_gen = torch.Generator(device=dev).manual_seed(self.seed + 3)
         step = 0
         try:
-            with tqdm(total=total_steps, desc=f"{self.name or type(self).__name__} steps", leave=False) as bar:
+            with tqdm(total=total_steps, desc=f"{self.name or type(self).__name__} steps", leave=False,
+                      disable=not cfg.progress) as bar:
                 batches = iter(loader)
                 while step < total_steps:
                     try:

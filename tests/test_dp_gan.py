@@ -292,3 +292,11 @@ def test_discriminator_gradient_noise_is_seeded_from_os_entropy_not_the_run_seed
         assert opt.generator is not None, "noise would come from torch's global (seedable) RNG"
         seeds.append(opt.generator.initial_seed())
     assert seeds[0] != seeds[1]
+
+
+def test_progress_false_trains_without_a_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
+    train = _data(n=60)
+    DPCGAN({**TINY, "batch_size": 10, "progress": False}, train.info).fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    assert "steps" not in capfd.readouterr().err
+    DPCGAN({**TINY, "batch_size": 10}, train.info).fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    assert "dp-cgan steps" in capfd.readouterr().err
