@@ -32,7 +32,8 @@ class PerSampleConv2d(nn.Conv2d):
     Attributes:
         batch_grad: True (default) behaves exactly like ``nn.Conv2d``. False: forward gives the same output,
             but autograd computes no gradient for ``weight`` (``weight.grad`` stays None); the bias gradient is
-            still computed. Set it only through :func:`skip_batch_weight_grads`, for Opacus hooks mode.
+            still computed. Set it only through :func:`skip_batch_weight_grads`, for Opacus hooks mode. A layer
+            without bias ignores it (its output would not require grad, and Opacus's hook would never fire).
     """
 
     batch_grad: bool = True

@@ -14,8 +14,8 @@ from dpgen_bench import allocator
 GLIBC = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
 
 
-def _in_subprocess(code: str, **env: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+def _in_subprocess(code: str, *args: str, **env: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, capture_output=True,
                          text=True, check=True)
     return out.stdout.strip()
 
@@ -63,12 +63,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 8)
 @pytest.mark.skipif(not GLIBC, reason="needs glibc")
 def test_retained_memory_stops_the_page_faults_of_private_discriminator_steps() -> None:
     """The pattern that slowed DP-SGD: multi-MiB per-sample gradients allocated and freed every step."""
-    def faults_per_step(mode: str) -> float:
-        out = subprocess.run([sys.executable, "-c", _DP_STEPS, mode], capture_output=True, text=True, check=True,
-                             env={**os.environ, "DPGEN_BENCH_MALLOC": ""})
-        return float(out.stdout)
-
-    default, tuned = faults_per_step("default"), faults_per_step("tuned")
+    default, tuned = (float(_in_subprocess(_DP_STEPS, mode, DPGEN_BENCH_MALLOC="")) for mode in ("default", "tuned"))
     assert tuned < 0.1 * default, f"minor page faults per step: {default} with glibc defaults, {tuned} tuned"
 
 

@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from dpgen_bench.allocator import retain_freed_memory
+from dpgen_bench.allocator import freed_memory_retained, retain_freed_memory
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,6 +27,4 @@ def _runner_malloc_settings() -> None:
 
 
 def pytest_benchmark_update_machine_info(config, machine_info) -> None:  # noqa: ARG001
-    from dpgen_bench.allocator import freed_memory_retained
-
     machine_info["malloc_retains_freed_memory"] = freed_memory_retained()
