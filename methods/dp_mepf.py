@@ -41,8 +41,6 @@ class DPMEPFConfig(MethodConfig):
     """C: every per-example embedding (each moment) has L2 norm exactly C."""
     count_noise_ratio: float = Field(2.0, gt=0)
     """Count noise std = ratio × σ (σ = sums' noise multiplier); see mean_embedding's allocation note."""
-    accountant: str = "prv"
-    """Backend for calibrating σ (``dpgen_bench.privacy``)."""
     generator: Literal["auto", "conv", "resnet"] = "auto"
     z_dim: int | None = Field(None, ge=1)
     """Noise dimension; None = generator default (90 conv, 100 ResNet)."""
@@ -75,6 +73,15 @@ class DPMEPF(ReleaseOnceMethod):
     name: ClassVar[str] = "dp-mepf"
     Config: ClassVar[type[MethodConfig]] = DPMEPFConfig
     capabilities: ClassVar[Capabilities] = Capabilities(labelled=True, unlabelled=True, channels=(1, 3))
+
+    conformance_config: ClassVar[dict[str, Any]] = {
+        "extractor": "random-cnn", "steps": 2, "batch_size": 10, "embed_batch_size": 64, "progress": False,
+    }
+
+    @classmethod
+    def training_extractor(cls, config: DPMEPFConfig) -> str:  # type: ignore[override]
+        """DP-MEPF matches embeddings in ``config.extractor``'s feature space."""
+        return config.extractor
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DPMEPFConfig:

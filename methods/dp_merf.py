@@ -40,7 +40,6 @@ class DPMERFConfig(MethodConfig):
     labelled: bool = True
     count_noise_ratio: float = Field(2.0, gt=0)
     """Count noise std = ratio × σ (see :mod:`.mean_embedding`)."""
-    accountant: str = "prv"
     generator: Literal["auto", "conv", "resnet"] = "conv"
     z_dim: int | None = Field(5, ge=1)
     hidden: int = Field(200, ge=1)
@@ -67,6 +66,7 @@ class DPMERF(ReleaseOnceMethod):
     name: ClassVar[str] = "dp-merf"
     Config: ClassVar[type[MethodConfig]] = DPMERFConfig
     capabilities: ClassVar[Capabilities] = Capabilities(labelled=True, unlabelled=True, channels=(1, 3))
+    conformance_config: ClassVar[dict[str, Any]] = {"n_features": 50, "steps": 2, "batch_size": 10, "progress": False}
 
     def __init__(self, config, info, seed: int = 0, device="cpu") -> None:
         super().__init__(config, info, seed=seed, device=device)

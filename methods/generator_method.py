@@ -32,6 +32,11 @@ class GeneratorMethod(GenerativeMethod):
             self.generator: ConditionalGenerator = self._build_generator().to(self.device)
         self.release_summary: dict[str, Any] = {}
 
+    @property
+    def samples_labelled(self) -> bool:
+        """Labels are class conditions exactly when the generator was trained labelled."""
+        return bool(self.config.labelled)
+
     def _build_generator(self) -> ConditionalGenerator:
         cfg = self.config
         classes = self.info.num_classes if cfg.labelled else 0
@@ -96,7 +101,7 @@ class ReleaseOnceMethod(GeneratorMethod):
 
     Subclasses implement :meth:`embed` (images → {moment: per-example embeddings of norm ``sum_norm``}) and
     :meth:`train_generator` (post-processing of the release only). Configs also need ``count_noise_ratio``,
-    ``accountant``, ``embed_batch_size`` and ``progress``.
+    ``embed_batch_size`` and ``progress``; the accountant comes with the budget.
     """
 
     @property
@@ -115,7 +120,7 @@ class ReleaseOnceMethod(GeneratorMethod):
         cfg = self.config
         return release_mean_embedding(
             self.embed, train, budget, ledger, labelled=cfg.labelled, sum_norm=self.sum_norm,
-            count_noise_ratio=cfg.count_noise_ratio, accountant=cfg.accountant,
+            count_noise_ratio=cfg.count_noise_ratio,
             batch_size=cfg.embed_batch_size, device=self.device, progress=cfg.progress, method_name=self.name,
         )
 

@@ -138,14 +138,15 @@ class ReleasedEmbedding:
 
 @functools.lru_cache(maxsize=64)  # deterministic in its (hashable) arguments; the search is not free
 def calibrate_release(
-    num_moments: int, budget: PrivacyBudget, count_noise_ratio: float = 2.0, accountant: str = "prv"
+    num_moments: int, budget: PrivacyBudget, count_noise_ratio: float = 2.0
 ) -> float:
-    """σ for ``num_moments`` sum releases (sensitivity C, noise σC) plus one count release (noise ρσ)."""
+    """σ for ``num_moments`` sum releases (sensitivity C, noise σC) plus one count release (noise ρσ),
+    accounted with ``budget.accountant``."""
     if num_moments < 1:
         raise ValueError(f"num_moments must be >= 1, got {num_moments}")
     if not count_noise_ratio > 0:
         raise ValueError(f"count_noise_ratio must be > 0, got {count_noise_ratio!r}")
-    return calibrate_gaussian_releases([1.0] * num_moments + [1.0 / count_noise_ratio], budget, accountant)
+    return calibrate_gaussian_releases([1.0] * num_moments + [1.0 / count_noise_ratio], budget)
 
 
 def release_mean_embedding(
@@ -157,7 +158,6 @@ def release_mean_embedding(
     labelled: bool = True,
     sum_norm: float = 1.0,
     count_noise_ratio: float = 2.0,
-    accountant: str = "prv",
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     progress: bool = False,
@@ -179,7 +179,7 @@ def release_mean_embedding(
         means = {k: (s / exact.counts.clamp_min(1.0)[:, None]).float() for k, s in exact.sums.items()}
         return ReleasedEmbedding(means, exact.counts.float(), None, None, sum_norm, ["non-private: exact"])
 
-    sigma = calibrate_release(len(exact.sums), budget, count_noise_ratio, accountant)
+    sigma = calibrate_release(len(exact.sums), budget, count_noise_ratio)
     gen = noise_generator or release_generator()
     noisy_sums: dict[str, torch.Tensor] = {}
     for name, s in exact.sums.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 import pytest
@@ -94,8 +96,8 @@ def test_release_records_one_gaussian_per_moment_plus_counts_and_stays_within_bu
     sigmas = [e.noise_multiplier for e in ledger.events]
     assert sigmas[0] == sigmas[1] == pytest.approx(rel.sigma) and sigmas[2] == pytest.approx(3.0 * rel.sigma)
     assert "counts" in ledger.entries[2].note and "phi2" in ledger.entries[1].note
-    for acc in ("prv", "gdp"):
-        assert ledger.epsilon(budget.delta, acc) <= budget.epsilon * (1 + 1e-3)
+    for acc in ("prv", "gdp"):  # calibrated with prv; the exact gdp value is lower still
+        assert ledger.within(replace(budget, accountant=acc))
 
 
 def test_non_private_release_is_exact_and_records_nothing():

@@ -148,7 +148,7 @@ def test_history_merges_equal_mechanisms_so_ledger_of_single_steps_equals_plan()
     plan = [GaussianEvent(5.0), PoissonSubsampledGaussianEvent(1.2, 0.01, 50)]
     assert to_history(ledger.events) == to_history(plan) == [(5.0, 1.0, 1), (1.2, 0.01, 50)]
     for acc in ("prv", "rdp"):
-        assert ledger.epsilon(DELTA, acc) == epsilon(plan, DELTA, acc)
+        assert ledger.epsilon(PrivacyBudget(1.0, DELTA, accountant=acc)) == epsilon(plan, DELTA, acc)
 
 
 def test_composed_events_flatten_into_the_same_history():
@@ -166,7 +166,7 @@ def test_events_json_round_trip_preserves_epsilon():
 
 
 def test_empty_ledger_spends_nothing():
-    assert PrivacyLedger().epsilon(DELTA) == 0.0
+    assert PrivacyLedger().epsilon(PrivacyBudget(1.0, DELTA)) == 0.0
     assert epsilon([], DELTA, "prv") == 0.0
 
 
@@ -249,3 +249,33 @@ def test_budget_records_delta_rule_and_add_remove_neighbouring():
     assert budget.neighbouring == "add/remove-one"
     assert PrivacyBudget(1.0, 1e-5).delta_rule == "fixed"
     assert not PrivacyBudget(math.inf, 1e-5).is_private
+
+
+def test_budget_carries_its_accountant_and_refuses_unknown_ones():
+    assert PrivacyBudget(1.0, 1e-5).accountant == "prv"
+    assert PrivacyBudget(1.0, 1e-5, accountant="rdp").accountant == "rdp"
+    assert PrivacyBudget.from_rule(1.0, 4000, "gdp").accountant == "gdp"
+    with pytest.raises(ValueError, match="unknown accountant 'pld'"):
+        PrivacyBudget(1.0, 1e-5, accountant="pld")
+
+
+def test_ledger_epsilon_uses_the_budgets_accountant():
+    ledger = PrivacyLedger()
+    ledger.record(GaussianEvent(5.0), "release")
+    for acc in ("prv", "rdp", "gdp"):
+        assert ledger.epsilon(PrivacyBudget(1.0, DELTA, accountant=acc)) == epsilon([GaussianEvent(5.0)], DELTA, acc)
+
+
+def test_spend_above_target_by_less_than_prv_error_is_not_admitted():
+    """The PRV value is already an upper bound: no extra 0.01 of slack on top (only float rounding)."""
+    budget = PrivacyBudget(1.0, DELTA)
+    assert budget.admits(1.0) and budget.admits(1.0 + 1e-12)
+    assert not budget.admits(1.005)
+    assert not budget.admits(float("nan"))
+
+
+def test_delta_rule_needs_a_declared_integer_size():
+    with pytest.raises(ValueError, match="declared size n >= 3"):
+        PrivacyBudget.from_rule(1.0, 2)
+    with pytest.raises(ValueError, match="declared size"):
+        PrivacyBudget.from_rule(1.0, 40.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,6 +68,6 @@ def test_calibrated_sigma_round_trips_for_random_dpsgd_plans(eps, q, steps):
     def plan(s):
         return _dpsgd(s, q, steps)
 
-    sigma = calibrate(plan, budget, "rdp")
+    sigma = calibrate(plan, replace(budget, accountant="rdp"))
     assert epsilon(plan(sigma), DELTA, "rdp") <= eps
     assert epsilon(plan(sigma * (1 - 1e-3)), DELTA, "rdp") > eps

@@ -194,10 +194,12 @@ def _calibrate(args) -> int:
     )
 
     delta, rule = _delta(args)
+    backends = _backends(args)
     try:
-        budget = PrivacyBudget(args.epsilon, delta, rule)
+        budgets = {acc: PrivacyBudget(args.epsilon, delta, rule, acc) for acc in backends}
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    budget = budgets[backends[0]]
     if not budget.is_private:
         raise UsageError(f"--epsilon must be finite to calibrate noise, got {args.epsilon}")
     for s in args.release:
@@ -216,11 +218,11 @@ def _calibrate(args) -> int:
         return events
 
     rows = []
-    for acc in _backends(args):
+    for acc in backends:
         row: dict[str, Any] = {"accountant": acc, "sigma": None, "epsilon": None, "target_epsilon": args.epsilon,
                                "delta": delta, "delta_rule": rule, "neighbouring": "add/remove-one", "error": None}
         try:
-            sigma = calibrate(plan, budget, accountant=acc, rtol=rtol)
+            sigma = calibrate(plan, budgets[acc], rtol=rtol)
             row["sigma"], row["epsilon"] = sigma, epsilon(plan(sigma), delta, accountant=acc)
         except Exception as exc:  # noqa: BLE001 - one failing backend must not hide the others
             if not args.all_backends:

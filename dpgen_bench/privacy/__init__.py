@@ -14,7 +14,7 @@ from .accounting import (
     epsilon,
     to_history,
 )
-from .budget import NEIGHBOURING, PrivacyBudget
+from .budget import DELTA_RULE, NEIGHBOURING, SPEND_RTOL, PrivacyBudget
 from .calibration import (
     DEFAULT_RTOL,
     CalibrationError,
@@ -33,13 +33,14 @@ from .events import (
     flatten,
 )
 from .ledger import LedgerEntry, PrivacyLedger
-from .noise import gaussian_noise, release_generator
+from .noise import gaussian_noise, public_generator, release_generator
 from .plans import dpsgd_plan, dpsgd_plan_from_settings, dpsgd_steps, sample_rate, steps_per_epoch
 
 __all__ = [
     "ACCOUNTANTS",
     "DEFAULT_ACCOUNTANT",
     "DEFAULT_RTOL",
+    "DELTA_RULE",
     "NEIGHBOURING",
     "AccountingError",
     "CalibrationError",
@@ -52,6 +53,7 @@ __all__ = [
     "PrivacyLedger",
     "UnsupportedEventError",
     "accountant_tolerance",
+    "SPEND_RTOL",
     "analytic_gaussian_epsilon",
     "calibrate",
     "calibrate_gaussian_releases",
@@ -65,6 +67,7 @@ __all__ = [
     "flatten",
     "gaussian_noise",
     "gaussian_releases_plan",
+    "public_generator",
     "release_generator",
     "sample_rate",
     "steps_per_epoch",

@@ -26,7 +26,6 @@ from scipy.fft import next_fast_len
 from scipy.optimize import brentq
 
 from .accounting import (
-    DEFAULT_ACCOUNTANT,
     PRV_DELTA_ERROR_FRACTION,
     PRV_EPS_ERROR,
     AccountingError,
@@ -252,21 +251,20 @@ def _locate(
 def calibrate(
     plan: Plan,
     budget: PrivacyBudget,
-    accountant: str = DEFAULT_ACCOUNTANT,
     rtol: float = DEFAULT_RTOL,
     *,
     sigma_min: float = SIGMA_MIN,
     sigma_max: float = SIGMA_MAX,
 ) -> float:
-    """Smallest noise multiplier σ (within ``rtol``) with ``epsilon(plan(σ), budget.delta) ≤ budget.epsilon``.
+    """Smallest noise multiplier σ (within ``rtol``) with ``epsilon(plan(σ), budget.delta) ≤ budget.epsilon``,
+    accounted with ``budget.accountant`` (the backend the runner's ledger re-check uses too).
 
     Args:
         plan: σ → the events the method would perform (σ > 0, relative to L2 sensitivity). Must be monotone:
             more noise never costs more privacy.
-        budget: target (ε, δ); must be private (finite ε).
-        accountant: backend name (see :data:`~dpgen_bench.privacy.accounting.ACCOUNTANTS`).
+        budget: target (ε, δ) and accountant backend; must be private (finite ε).
         rtol: relative tolerance on σ in (0, 0.5): the result σ satisfies ε(plan(σ)) ≤ ε_target and
-            ε(plan(σ·(1 − rtol))) > ε_target, both evaluated with ``accountant``.
+            ε(plan(σ·(1 − rtol))) > ε_target, both evaluated with ``budget.accountant``.
         sigma_min, sigma_max: the search range for σ.
 
     Raises:
@@ -283,6 +281,7 @@ def calibrate(
         raise ValueError(f"rtol must be in (0, 0.5), got {rtol!r}")
     if not (0.0 < sigma_min < sigma_max < math.inf):
         raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
+    accountant = budget.accountant
     if not get_accountant(accountant).subsampling:
         # Refuse up front (not mid-search, with a σ the user never chose) when the backend cannot account it.
         rates = sorted({q for _, q, _ in to_history(plan(1.0)) if q != 1.0})
@@ -367,10 +366,9 @@ def calibrate(
 def calibrate_gaussian_releases(
     relative_sensitivities: Sequence[float],
     budget: PrivacyBudget,
-    accountant: str = DEFAULT_ACCOUNTANT,
     rtol: float = DEFAULT_RTOL,
 ) -> float:
-    """σ for k one-shot Gaussian releases that together spend at most ``budget``.
+    """σ for k one-shot Gaussian releases that together spend at most ``budget`` (its accountant).
 
     Release i adds noise with std σ·Δ and has L2 sensitivity sᵢ·Δ, where sᵢ = ``relative_sensitivities[i]``
     and Δ is a common unit (e.g. the per-example embedding norm C); so it is ``GaussianEvent(σ / sᵢ)``.
@@ -382,7 +380,7 @@ def calibrate_gaussian_releases(
     for s in sens:
         if not math.isfinite(s) or s <= 0:
             raise ValueError(f"relative sensitivities must be finite and > 0, got {s!r}")
-    return calibrate(gaussian_releases_plan(sens), budget, accountant, rtol)
+    return calibrate(gaussian_releases_plan(sens), budget, rtol)
 
 
 def gaussian_releases_plan(relative_sensitivities: Sequence[float]) -> Plan:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from .events import Event, event_from_dict, events_to_json
+
+if TYPE_CHECKING:
+    from .budget import PrivacyBudget
 
 
 @dataclass(frozen=True)
@@ -35,13 +40,17 @@ class PrivacyLedger:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def epsilon(self, delta: float, accountant: str = "prv") -> float:
-        """ε spent by everything recorded, at δ, with the named accountant backend (0 if empty)."""
+    def epsilon(self, budget: "PrivacyBudget") -> float:
+        """ε spent by everything recorded, at ``budget.delta``, with ``budget.accountant`` (0 if empty)."""
         from .accounting import epsilon
 
         if not self.entries:
             return 0.0
-        return epsilon(self.events, delta, accountant=accountant)
+        return epsilon(self.events, budget.delta, accountant=budget.accountant)
+
+    def within(self, budget: "PrivacyBudget") -> bool:
+        """Whether the recorded releases spend at most ``budget`` (see :meth:`PrivacyBudget.admits`)."""
+        return budget.admits(self.epsilon(budget))
 
     def to_json(self) -> str:
         return events_to_json(self.events)
