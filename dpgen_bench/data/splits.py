@@ -6,6 +6,7 @@ The benchmark trains methods on ``train`` only; ``test`` is for evaluation and n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,19 +48,30 @@ def stratified_split_indices(labels: torch.Tensor, test_fraction: float, seed: i
     return train, test
 
 
+def nominal_split_sizes(total: int, test_fraction: float) -> tuple[int, int]:
+    """Declared (train, test) sizes of a declared total: n̂_test = round(test_fraction · total)."""
+    n_test = int(round(float(test_fraction) * int(total)))
+    return int(total) - n_test, n_test
+
+
 def split_dataset(dataset: ImageDataset, *, seed: int = 0, test_fraction: float = 0.2) -> DatasetSplits:
-    """Split an in-memory dataset; the split seed, fraction and sizes are recorded in each part's ``meta``."""
+    """Split an in-memory dataset; the split seed, fraction and sizes are recorded in each part's ``meta``.
+
+    Each part's public ``nominal_size`` follows from the whole's declared size (:func:`nominal_split_sizes`);
+    a dataset without one gives parts without one (training on them is refused until one is declared).
+    """
     train_idx, test_idx = stratified_split_indices(dataset.labels, test_fraction, seed)
+    nominal = (None, None) if dataset.nominal_size is None else nominal_split_sizes(dataset.nominal_size, test_fraction)
     record = {
         "split_seed": int(seed),
         "test_fraction": float(test_fraction),
         "split_rule": "stratified per class, torch.randperm with torch.Generator().manual_seed(split_seed)",
-        "train_size": int(len(train_idx)),
-        "test_size": int(len(test_idx)),
-        "source_size": len(dataset),
+        # Declared sizes only: the actual train length (and the pooled total it follows from) is private.
+        "nominal_train_size": nominal[0],
+        "nominal_test_size": nominal[1],
     }
-    train = dataset.subset(train_idx, split="train")
-    test = dataset.subset(test_idx, split="test")
+    train = dataclasses.replace(dataset.subset(train_idx, split="train"), nominal_size=nominal[0])
+    test = dataclasses.replace(dataset.subset(test_idx, split="test"), nominal_size=nominal[1])
     for part, idx in ((train, train_idx), (test, test_idx)):
         part.meta.update(record)
         # Per-example tensors in meta (e.g. the official-test mask) follow the rows they describe.
