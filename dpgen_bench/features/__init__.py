@@ -1,10 +1,26 @@
 """Pre-trained (and random) feature extractors; see :mod:`dpgen_bench.features.base`."""
 
-from .base import FeatureExtractor, get_extractor, list_extractors, register_extractor
+from .base import (
+    FeatureExtractor,
+    PrivateExtractorError,
+    check_public_extractor,
+    extractor_trained_on,
+    get_extractor,
+    list_extractors,
+    register_extractor,
+)
 
 # Each module registers its extractors on import.
 from . import digitcnn  # noqa: E402,F401
 from . import random_cnn  # noqa: E402,F401  (more extractor modules are imported here as they are added)
 from . import efficientnet_lite0, torchvision_nets  # noqa: E402,F401
 
-__all__ = ["FeatureExtractor", "get_extractor", "list_extractors", "register_extractor"]
+__all__ = [
+    "FeatureExtractor",
+    "PrivateExtractorError",
+    "check_public_extractor",
+    "extractor_trained_on",
+    "get_extractor",
+    "list_extractors",
+    "register_extractor",
+]

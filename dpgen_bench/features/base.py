@@ -57,15 +57,26 @@ class FeatureExtractor(nn.Module):
 
 E = TypeVar("E", bound=Callable[..., FeatureExtractor])
 _EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {}
+_TRAINED_ON: dict[str, tuple[str, ...]] = {}
 
 
-def register_extractor(name: str) -> Callable[[E], E]:
-    """Register a factory ``(**options) -> FeatureExtractor`` under ``name``."""
+class PrivateExtractorError(ValueError):
+    """A training feature extractor that was itself trained on the private data's family of data."""
+
+
+def register_extractor(name: str, trained_on: tuple[str, ...]) -> Callable[[E], E]:
+    """Register a factory ``(**options) -> FeatureExtractor`` under ``name``.
+
+    ``trained_on``: the data families (:attr:`dpgen_bench.data.DatasetSpec.family`, e.g. ``("imagenet",)``,
+    ``("mnist",)``; ``()`` for random weights) its weights were fitted on. A method may train against the
+    extractor only on datasets of other families (:func:`check_public_extractor`).
+    """
 
     def wrap(factory: E) -> E:
         if name in _EXTRACTORS:
             raise ValueError(f"feature extractor {name!r} registered twice")
         _EXTRACTORS[name] = factory
+        _TRAINED_ON[name] = tuple(trained_on)
         return factory
 
     return wrap
@@ -73,6 +84,29 @@ def register_extractor(name: str) -> Callable[[E], E]:
 
 def list_extractors() -> list[str]:
     return sorted(_EXTRACTORS)
+
+
+def extractor_trained_on(name: str) -> tuple[str, ...]:
+    """The data families the named extractor's weights were trained on."""
+    if name not in _TRAINED_ON:
+        raise KeyError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
+    return _TRAINED_ON[name]
+
+
+def check_public_extractor(name: str, dataset: str) -> None:
+    """Raise :class:`PrivateExtractorError` if extractor ``name`` was trained on ``dataset``'s family.
+
+    Such an extractor is not public data with respect to that dataset (it may even have seen the very
+    examples), so a method may not train against it there; metrics may still use it."""
+    from ..data.registry import dataset_spec
+
+    family = dataset_spec(dataset).family
+    if family in extractor_trained_on(name):
+        raise PrivateExtractorError(
+            f"feature extractor {name!r} was trained on {family!r} data, the family of the private dataset "
+            f"{dataset!r}, so it is not public for it; train against an extractor fitted on other data "
+            f"(e.g. efficientnet-lite0, ImageNet) — metrics may still use {name!r}"
+        )
 
 
 def get_extractor(name: str, device: str | torch.device = "cpu", **options) -> FeatureExtractor:

@@ -56,6 +56,6 @@ class DigitCNN(FeatureExtractor):
         return self.penultimate(self.conv_layers(x).flatten(1))
 
 
-@register_extractor("digitcnn")
+@register_extractor("digitcnn", trained_on=("mnist",))
 def digitcnn(weights_path: str | Path | None = None) -> DigitCNN:
     return DigitCNN(weights_path=weights_path)

@@ -226,7 +226,7 @@ class EfficientNetLite0Features(FeatureExtractor):
         return torch.cat(out, dim=1) if len(out) > 1 else out[0]
 
 
-@register_extractor("efficientnet-lite0")
+@register_extractor("efficientnet-lite0", trained_on=("imagenet",))
 def efficientnet_lite0(
     layers: str | Sequence[str] = "all",
     weights: str | None = "imagenet",

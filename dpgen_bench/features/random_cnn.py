@@ -39,6 +39,6 @@ class RandomCNN(FeatureExtractor):
         return torch.cat(feats, dim=1)
 
 
-@register_extractor("random-cnn")
+@register_extractor("random-cnn", trained_on=())
 def random_cnn(seed: int = 0, width: int = 16) -> RandomCNN:
     return RandomCNN(seed=seed, width=width)

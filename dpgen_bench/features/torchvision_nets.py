@@ -122,7 +122,7 @@ class VGG19Features(FeatureExtractor):
         return torch.cat(out, dim=1) if len(out) > 1 else out[0]
 
 
-@register_extractor("vgg19")
+@register_extractor("vgg19", trained_on=("imagenet",))
 def vgg19(layers: str | Sequence[str] = "all", weights: str | None = "imagenet",
           size: int | None = None, min_size: int | None = 32) -> VGG19Features:
     """VGG19 (torchvision IMAGENET1K_V1) conv features; ``weights``: "imagenet", a path, or None (random)."""
@@ -168,7 +168,7 @@ class ResNet18Features(FeatureExtractor):
         return torch.cat(out, dim=1) if len(out) > 1 else out[0]
 
 
-@register_extractor("resnet18")
+@register_extractor("resnet18", trained_on=("imagenet",))
 def resnet18(layers: str | Sequence[str] = "all", weights: str | None = "imagenet",
              size: int | None = None, min_size: int | None = 32) -> ResNet18Features:
     """ResNet-18 (torchvision IMAGENET1K_V1) features; ``weights``: "imagenet", a path, or None (random)."""
