@@ -6,8 +6,13 @@ noise vector, D receives the label as ``num_classes`` extra constant input chann
 
 The discriminator is the part trained with DP-SGD, so it must make every example's output depend on that
 example alone and must be compatible with Opacus's per-sample-gradient hooks: GroupNorm instead of BatchNorm,
-no spectral norm, no in-place activations. :func:`validate_private_discriminator` enforces this. The generator
-never sees private data directly (post-processing), so it may use BatchNorm.
+no spectral norm, no in-place activations. :func:`validate_private_discriminator` enforces this.
+
+The generator is per-example too (GroupNorm, no BatchNorm): the fakes in D's private step are generated
+alongside the private batch, and with batch statistics every fake — and so every per-pair gradient D clips —
+would depend on every other row of the batch (its labels, its size), so removing one example would change all
+pairs and the clipping bound would no longer be the sensitivity. BatchNorm's running statistics would also be
+an un-noised function of the private batches saved in the checkpoint. :func:`validate_per_example` checks G.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ def _group_count(channels: int) -> int:
 class Generator(nn.Module):
     """FC → base map → ``stages`` transposed convs (×2 each) → sigmoid; outputs images in [0, 1].
 
+    Normalisation is GroupNorm, so each output depends on its own (z, label) only (see the module docstring).
+
     Args:
         channels, size: output image shape (C, size, size); size ∈ {28, 32, 64}.
         num_classes: 0 for an unconditional generator, else the number of classes K ≥ 2.
@@ -58,15 +65,12 @@ class Generator(nn.Module):
         self.channels, self.size, self.num_classes, self.z_dim = channels, size, num_classes, z_dim
         top = width * 2 ** (stages - 1)
         self.base, self.top = base, top
-        self.fc = nn.Sequential(
-            nn.Linear(z_dim + num_classes, top * base * base, bias=False),
-            nn.BatchNorm1d(top * base * base),
-            nn.ReLU(),
-        )
-        layers: list[nn.Module] = []
+        self.fc = nn.Linear(z_dim + num_classes, top * base * base, bias=False)
+        layers: list[nn.Module] = [nn.GroupNorm(_group_count(top), top), nn.ReLU()]
         c = top
         for i in range(stages - 1):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.GroupNorm(_group_count(c // 2), c // 2),
+                       nn.ReLU()]
             c //= 2
         layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
@@ -111,6 +115,27 @@ class Discriminator(nn.Module):
         return self.head(self.features(x).flatten(1)).squeeze(1)
 
 
+def _batch_coupling_problems(module: nn.Module) -> list[str]:
+    """Layers that make one example's output depend on other rows of the batch (or keep running stats)."""
+    problems = []
+    for name, sub in module.named_modules():
+        label = f"{name or '<root>'} ({type(sub).__name__})"
+        if isinstance(sub, nn.modules.batchnorm._NormBase) and sub.track_running_stats:
+            problems.append(f"{label} keeps running statistics; use GroupNorm")
+        elif isinstance(sub, nn.modules.batchnorm._NormBase):
+            problems.append(f"{label} is a batch/instance norm layer; use GroupNorm")
+    return problems
+
+
+def validate_per_example(module: nn.Module, role: str = "generator") -> None:
+    """Raise :class:`PrivateDiscriminatorError` if ``module`` mixes rows of a batch (BatchNorm and kin).
+
+    Used for G, whose outputs enter D's private step: each fake must depend on its own draw alone."""
+    problems = _batch_coupling_problems(module)
+    if problems:
+        raise PrivateDiscriminatorError(f"the {role} must treat every example separately: " + "; ".join(problems))
+
+
 def validate_private_discriminator(module: nn.Module) -> None:
     """Raise :class:`PrivateDiscriminatorError` unless ``module`` is safe to train with DP-SGD (Opacus).
 
@@ -118,13 +143,9 @@ def validate_private_discriminator(module: nn.Module) -> None:
     layer keeps running statistics (they mix examples and leak through buffers), no spectral norm is
     attached, and no activation works in place (Opacus's backward hooks need the original activations).
     """
-    problems: list[str] = []
+    problems: list[str] = _batch_coupling_problems(module)
     for name, sub in module.named_modules():
         label = f"{name or '<root>'} ({type(sub).__name__})"
-        if isinstance(sub, nn.modules.batchnorm._NormBase) and sub.track_running_stats:
-            problems.append(f"{label} keeps running statistics; use GroupNorm")
-        elif isinstance(sub, nn.modules.batchnorm._NormBase):
-            problems.append(f"{label} is a batch/instance norm layer; use GroupNorm")
         if getattr(sub, "inplace", False):
             problems.append(f"{label} works in place; use inplace=False")
         if hasattr(sub, "weight_orig") or any("spectral" in type(h).__name__.lower()

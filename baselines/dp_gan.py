@@ -4,8 +4,14 @@ Privacy argument (add/remove-one neighbouring, DESIGN.md §4 and §6):
 
 * Only the discriminator D touches private data, and only through DP-SGD: Opacus's ``PrivacyEngine``
   wraps D (per-sample gradients, clipping to ``max_grad_norm`` = C, Gaussian noise of std σ·C per step).
-* Each step draws a Poisson batch of real examples (every example independently with rate q = batch_size/n)
-  and exactly as many fake images, fake *i* conditioned on real label *i*. D runs once on the real batch and
+* Each step draws a Poisson batch of real examples (every example independently with rate q = batch_size/n̂,
+  n̂ the *declared* size of the private split — its actual length is private) and exactly as many fake
+  images, fake *i* conditioned on real label *i*. Fake *i* depends only on its own latent z_i and label
+  (G is per-example: GroupNorm, no batch statistics, no buffers), so the pair's gradient is a function of
+  example *i* and z_i alone; the conformance suite checks this through :meth:`~_BaseDPGAN.gradient_probe`.
+  The z_i of D's step are drawn from OS entropy, like the gradient noise and the batch selection: they are
+  part of the mechanism's internal randomness, and a public stream would tie each z to a row position that
+  shifts when an example is removed. D runs once on the real batch and
   once on the fake batch before a single backward, so Opacus accumulates the per-sample gradients of
   row *i* of both passes into one gradient of the *pair* (real *i*, fake *i*), and clips that pair's
   gradient to C. Adding or removing one private example adds or removes one pair, so the clipped sum
@@ -19,9 +25,10 @@ Privacy argument (add/remove-one neighbouring, DESIGN.md §4 and §6):
   empty. Every step taken is counted; the ledger gets the count actually performed.
 * The generator G only sees D's outputs (post-processing); its step runs with D's Opacus hooks disabled
   and computes gradients for G's parameters only, so D's per-sample-gradient state is never touched.
-* σ comes from the shared calibrator for the plan (q, steps) that ``epochs`` and ``batch_size`` imply.
-  The dataset size n is used to set q, as Opacus does; treating n as public for choosing q is standard
-  practice (the guarantee is that of the Poisson mechanism at the stated q).
+* σ comes from the shared calibrator for the plan (q, steps) that ``epochs``, ``batch_size`` and n̂ imply,
+  with the budget's accountant. Nothing public (q, T, σ, the G-step draws) depends on the private batch
+  sizes or the actual dataset size: the G step's latents and labels come from a fresh public generator per
+  step, seeded from (seed, step), and always draw ``batch_size`` rows.
 * A run that diverges (non-finite loss) stops with :class:`TrainingDivergedError`; the steps taken
   before it are still recorded in the ledger.
 """
@@ -43,15 +50,15 @@ from tqdm.auto import tqdm
 
 from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
-from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
+from dpgen_bench.method import Capabilities, GenerativeMethod, GradientProbe, MethodConfig
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
-from dpgen_bench.privacy.noise import release_generator
+from dpgen_bench.privacy.noise import public_generator, release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_steps
 
-from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_private_discriminator
+from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
 from .per_sample_conv import skip_batch_weight_grads
 
 
@@ -108,11 +115,12 @@ class DPGANConfig(MethodConfig):
     2 CPU cores.
 
     A "step" is one discriminator update on one Poisson batch (one accounted DP-SGD step); the number of
-    steps is ``dpsgd_steps(n, batch_size, epochs)`` with sample rate q = batch_size / n.
+    steps is ``dpsgd_steps(n̂, batch_size, epochs)`` with sample rate q = batch_size / n̂ (n̂: the private
+    split's declared size, ``ImageDataset.public_size()``).
     """
 
     epochs: int = Field(30, ge=1, le=10_000, description="expected passes over the private data, >= 1")
-    batch_size: int = Field(64, ge=1, le=65_536, description="expected Poisson batch size (q = batch_size / n)")
+    batch_size: int = Field(64, ge=1, le=65_536, description="expected Poisson batch size (q = batch_size / n̂)")
     lr_d: float = Field(2e-4, gt=0, le=1.0, description="discriminator Adam learning rate")
     lr_g: float = Field(2e-4, gt=0, le=1.0, description="generator Adam learning rate")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam β1 for both networks")
@@ -146,6 +154,9 @@ class _BaseDPGAN(GenerativeMethod):
     Config: ClassVar[type[MethodConfig]] = DPGANConfig
     conditional: ClassVar[bool] = False
     config: DPGANConfig
+    conformance_config: ClassVar[dict[str, Any]] = {
+        "epochs": 1, "batch_size": 16, "g_width": 8, "d_width": 8, "z_dim": 8, "progress": False,
+    }
 
     def __init__(
         self,
@@ -160,6 +171,7 @@ class _BaseDPGAN(GenerativeMethod):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.generator = self.build_generator().to(self.device)
+        validate_per_example(self.generator)
         self.ema: nn.Module | None = None
         if self.config.ema_decay is not None:
             self.ema = copy.deepcopy(self.generator).requires_grad_(False)
@@ -167,7 +179,11 @@ class _BaseDPGAN(GenerativeMethod):
         self.steps_taken = 0
         self.sample_rate: float | None = None
 
-    # -- architectures (override to change them; D is always checked) ----------------------------
+    @property
+    def samples_labelled(self) -> bool:
+        return self.conditional
+
+    # -- architectures (override to change them; D and G are always checked) ----------------------
     @property
     def _num_classes(self) -> int:
         return self.info.num_classes if self.conditional else 0
@@ -194,16 +210,17 @@ class _BaseDPGAN(GenerativeMethod):
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         """Train on ``train`` with DP-SGD on D at ``budget``; records the steps taken in ``ledger``.
 
+        q, the step count and σ use ``train.public_size()`` (the declared n̂), never ``len(train)``.
         ``budget.epsilon == inf`` trains without Opacus (no clipping, no noise) and records nothing.
         """
         cfg = self.config
-        n = len(train)
+        n_hat = train.public_size()
         if train.info.shape != self.info.shape:
             raise ValueError(f"training images have shape {train.info.shape}, the model was built for {self.info.shape}")
-        if cfg.batch_size > n:
-            raise ValueError(f"batch_size={cfg.batch_size} exceeds the number of training examples ({n})")
-        q = cfg.batch_size / n
-        total_steps = dpsgd_steps(n, cfg.batch_size, cfg.epochs)
+        if cfg.batch_size > n_hat:
+            raise ValueError(f"batch_size={cfg.batch_size} exceeds the declared number of training examples ({n_hat})")
+        q = cfg.batch_size / n_hat
+        total_steps = dpsgd_steps(n_hat, cfg.batch_size, cfg.epochs)
         self.sample_rate = q
         dev = self.device
 
@@ -214,12 +231,14 @@ class _BaseDPGAN(GenerativeMethod):
         G = self.generator.train()
         opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
 
-        # Opacus DPDataLoader at rate q. Which examples are sampled, and the gradient noise, must stay secret
-        # (run seeds are public), so both draw from OS entropy rather than from self.seed.
+        # Opacus DPDataLoader at rate q. Which examples are sampled, the gradient noise and the latents of D's
+        # fakes must stay secret (run seeds are public), so they draw from OS entropy rather than self.seed.
         loader = poisson_loader(train, q) if budget.is_private else poisson_loader(train, q, self.seed + 1)
+        fake_gen = release_generator(dev) if budget.is_private else public_generator(self.seed, "d-fakes", device=dev)
 
         counted = [0]  # noisy steps Opacus actually performed (its step hook runs once per noised step)
         if budget.is_private:
+            self.capabilities.check_accountant(budget.accountant)
             sigma = float(calibrate(dpsgd_plan(q, total_steps), budget))
             self.noise_multiplier = sigma
             D, opt_d, engine = make_private_discriminator(
@@ -237,7 +256,6 @@ class _BaseDPGAN(GenerativeMethod):
             opt_d.attach_step_hook(_count)
         self._D, self._opt_d = D, opt_d  # kept for tests / inspection; not part of the checkpoint
 
-        z_gen = torch.Generator(device=dev).manual_seed(self.seed + 3)
         step = 0
         try:
             with tqdm(total=total_steps, desc=f"{self.name or type(self).__name__} steps", leave=False,
@@ -249,12 +267,13 @@ class _BaseDPGAN(GenerativeMethod):
                     except StopIteration:
                         batches = iter(loader)
                         continue
-                    self._d_step(D, opt_d, x.to(dev), y.to(dev), z_gen, step)
+                    self._d_step(D, opt_d, x.to(dev), y.to(dev), self._latents(x.shape[0], fake_gen), step)
                     step += 1
                     if not budget.is_private:
                         counted[0] += 1
                     if step % cfg.d_steps_per_g_step == 0:
-                        g_loss = self._g_step(D, opt_g, z_gen, step, private=budget.is_private)
+                        g_loss = self._g_step(D, opt_g, public_generator(self.seed, "g-step", step, device=dev),
+                                              step, private=budget.is_private)
                         # Only the G loss is shown: it is post-processing of the private D. The D loss is
                         # an un-noised statistic of the private batch and stays out of every log.
                         if step % 20 == 0:
@@ -272,22 +291,17 @@ class _BaseDPGAN(GenerativeMethod):
         if self.ema is not None:
             self.ema.eval()
 
-    def _fake(self, m: int, labels: torch.Tensor | None, z_gen: torch.Generator) -> torch.Tensor:
-        """``m`` generated images; G (with BatchNorm in train mode) always runs on ≥ batch_size rows."""
-        rows = max(m, self.config.batch_size, 2)
-        z = torch.randn(rows, self.config.z_dim, device=self.device, generator=z_gen)
-        if labels is not None:
-            extra = torch.randint(0, self.info.num_classes, (rows - m,), device=self.device, generator=z_gen)
-            labels = torch.cat([labels, extra])
-        return self.generator(z, labels)[:m]
+    def _latents(self, m: int, generator: torch.Generator) -> torch.Tensor:
+        """(m, z_dim) latents, one row per example of a batch."""
+        return torch.randn(m, self.config.z_dim, device=self.device, generator=generator)
 
-    def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                z_gen: torch.Generator, step: int) -> None:
+    def _d_backward(self, D: nn.Module, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, step: int) -> None:
+        """Forward and backward of D's loss on the pairs (real x_i, fake G(z_i, y_i)); fills Opacus's
+        per-sample gradients. Fake i is a function of (z_i, y_i) only: G is per-example."""
         m = x.shape[0]
         labels = y if self.conditional else None
         with torch.no_grad():
-            fake = self._fake(m, labels, z_gen)
-        opt_d.zero_grad(set_to_none=True)
+            fake = self.generator(z, labels)
         # Two forwards, one backward: Opacus sums row i of both passes into one per-pair gradient.
         per_pair = self._d_loss(D(x, labels), D(fake, labels))
         loss = per_pair.sum() / max(m, 1)  # "mean" reduction that survives an empty batch
@@ -301,18 +315,24 @@ class _BaseDPGAN(GenerativeMethod):
             # module outputs; those output gradients are exactly what Opacus needs (checked per pair in tests).
             warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
             loss.backward()
+
+    def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                z: torch.Tensor, step: int) -> None:
+        opt_d.zero_grad(set_to_none=True)
+        self._d_backward(D, x, y, z, step)
         opt_d.step()
 
-    def _g_step(self, D: nn.Module, opt_g: torch.optim.Optimizer, z_gen: torch.Generator, step: int,
+    def _g_step(self, D: nn.Module, opt_g: torch.optim.Optimizer, gen: torch.Generator, step: int,
                 private: bool) -> float:
-        """One generator step through D with its Opacus hooks off; returns the G loss."""
+        """One generator step through D with its Opacus hooks off; returns the G loss.
+
+        Draws exactly ``batch_size`` latents (and uniform labels) from ``gen``, a public generator of its own."""
         cfg = self.config
         G = self.generator
-        rows = max(cfg.batch_size, 2)  # BatchNorm in G needs >= 2 rows
-        z = torch.randn(rows, cfg.z_dim, device=self.device, generator=z_gen)
+        z = self._latents(cfg.batch_size, gen)
         labels = None
         if self.conditional:  # uniform labels: public, no use of private class frequencies
-            labels = torch.randint(0, self.info.num_classes, (rows,), device=self.device, generator=z_gen)
+            labels = torch.randint(0, self.info.num_classes, (cfg.batch_size,), device=self.device, generator=gen)
         if private:
             D.disable_hooks()
         try:
@@ -332,6 +352,11 @@ class _BaseDPGAN(GenerativeMethod):
         if self.ema is not None:
             self._update_ema()
         return float(loss.detach())
+
+    # -- the conformance suite's view of the private step ------------------------------------------
+    def gradient_probe(self) -> GradientProbe:
+        """The per-pair gradient rows D's private optimiser clips, through the trainer's own wrapping."""
+        return _DPGANProbe(self)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -401,13 +426,38 @@ class _BaseDPGAN(GenerativeMethod):
         self.steps_taken = int(state.get("steps_taken") or 0)
 
 
+class _DPGANProbe:
+    """:class:`~dpgen_bench.method.GradientProbe` of a DP-GAN: draws are the latents z_i of the D-step fakes."""
+
+    def __init__(self, method: _BaseDPGAN) -> None:
+        self.method = method
+
+    def draws(self, m: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(m, self.method.config.z_dim, generator=generator).to(self.method.device)
+
+    def rows(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        method, cfg = self.method, self.method.config
+        with torch.random.fork_rng(devices=[]):  # the same D for every call
+            torch.manual_seed(method.seed)
+            D = method.build_discriminator().to(method.device)
+        opt = torch.optim.Adam(D.parameters(), lr=cfg.lr_d)
+        loader = DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=max(len(images), 1))
+        D, opt, _ = make_private_discriminator(
+            D, opt, loader, noise_multiplier=1.0, max_grad_norm=cfg.max_grad_norm,
+            expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode,
+        )
+        opt.zero_grad(set_to_none=True)
+        method._d_backward(D, images.to(method.device), labels.to(method.device), draws, step=0)
+        return torch.cat([p.grad_sample.flatten(1) for p in D.parameters() if p.grad_sample is not None], dim=1)
+
+
 class DPGAN(_BaseDPGAN):
     """Unconditional DCGAN whose discriminator is trained with DP-SGD (Opacus); labels are ignored."""
 
     name: ClassVar[str] = "dp-gan"
     conditional: ClassVar[bool] = False
     capabilities: ClassVar[Capabilities] = Capabilities(
-        labelled=False, unlabelled=True, channels=(1, 3), image_sizes=SUPPORTED_SIZES
+        labelled=False, unlabelled=True, channels=(1, 3), image_sizes=SUPPORTED_SIZES, dp_sgd=True
     )
 
 
@@ -417,7 +467,7 @@ class DPCGAN(_BaseDPGAN):
     name: ClassVar[str] = "dp-cgan"
     conditional: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities] = Capabilities(
-        labelled=True, unlabelled=False, channels=(1, 3), image_sizes=SUPPORTED_SIZES
+        labelled=True, unlabelled=False, channels=(1, 3), image_sizes=SUPPORTED_SIZES, dp_sgd=True
     )
 
 

@@ -31,7 +31,7 @@ def _data(n: int = 200, size: int = 28, channels: int = 1, seed: int = 0) -> Ima
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % 10
     images = (torch.rand(n, channels, size, size, generator=gen) * 0.5 + labels.view(-1, 1, 1, 1) / 20).clamp(0, 1)
-    return ImageDataset(images, labels, info, "train")
+    return ImageDataset(images, labels, info, "train", nominal_size=n)
 
 
 class _StepSpy:
@@ -53,9 +53,10 @@ def test_ledger_epsilon_after_short_run_is_within_target(monkeypatch: pytest.Mon
     train = _data()
     method = DPCGAN(TINY, train.info, seed=0)
     ledger = PrivacyLedger()
-    method.fit(train, PrivacyBudget(2.0, DELTA), ledger)
+    budget = PrivacyBudget(2.0, DELTA)
+    method.fit(train, budget, ledger)
     assert len(ledger) == 1
-    spent = ledger.epsilon(DELTA)
+    spent = ledger.epsilon(budget)
     assert 0 < spent <= 2.0
     event = ledger.events[0]
     assert event.sample_rate == pytest.approx(20 / 200)
@@ -137,7 +138,7 @@ def test_generator_step_leaves_discriminator_per_sample_state_clean() -> None:
     method.generator.train()
     x, y = train.images[:10], train.labels[:10]
     for step in range(2):  # two consecutive D+G steps
-        method._d_step(D, opt_d, x, y, z_gen, step)
+        method._d_step(D, opt_d, x, y, method._latents(10, z_gen), step)
         method._g_step(D, opt_g, z_gen, step, private=True)
         for p in D.parameters():
             assert p.grad_sample is None or p.grad_sample.shape[0] == 10  # only the D step's own samples
