@@ -14,7 +14,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -66,6 +66,10 @@ class Capabilities:
     channels: tuple[int, ...] = (1, 3)
     image_sizes: tuple[int, ...] | None = None
     """Square sizes supported (H = W); None means any."""
+    dp_sgd: bool = False
+    """Trains with Poisson-subsampled DP-SGD steps. Such a method must provide a
+    :meth:`GenerativeMethod.gradient_probe`, and accountants that cannot account subsampling (``gdp``) are
+    refused before training."""
 
     def check(self, info: DatasetInfo) -> None:
         """Raise ValueError naming the mismatch if the method cannot handle ``info``."""
@@ -81,8 +85,34 @@ class Capabilities:
                 f"supported square sizes: {list(self.image_sizes)}"
             )
 
+    def check_accountant(self, accountant: str) -> None:
+        """Raise ValueError if ``accountant`` cannot account what this method releases."""
+        from .privacy.accounting import get_accountant
+
+        if self.dp_sgd and not get_accountant(accountant).subsampling:
+            raise ValueError(
+                f"accountant {accountant!r} cannot account Poisson-subsampled DP-SGD steps, which this method "
+                f"performs; use 'prv', 'rdp' or 'prv-accountant'"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class GradientProbe(Protocol):
+    """How a DP-SGD method lets the conformance suite see the rows its private optimiser clips.
+
+    The sensitivity argument of DP-SGD holds only if row i (example i's gradient, before clipping) is a
+    function of example i and its own public draws alone: removing or changing example j must leave every
+    other row unchanged. The suite checks exactly that (``dpgen_bench.conformance``).
+    """
+
+    def draws(self, m: int, generator: torch.Generator) -> torch.Tensor:
+        """The per-example randomness of a batch of ``m`` examples, as a tensor with leading dimension m."""
+
+    def rows(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """(m, P) per-example gradients of one private step on this batch, exactly as the optimiser would
+        clip them (the training code path, not a re-implementation)."""
 
 
 class GenerativeMethod(ABC):
@@ -95,6 +125,18 @@ class GenerativeMethod(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     capabilities: ClassVar[Capabilities] = Capabilities()
+    conformance_config: ClassVar[dict[str, Any]] = {}
+    """Config overrides that make :meth:`fit` take seconds on a tiny dataset, for the conformance suite."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        caps = cls.__dict__.get("capabilities")
+        if (caps is not None and caps.labelled and caps.unlabelled
+                and cls.samples_labelled is GenerativeMethod.samples_labelled):
+            raise TypeError(
+                f"{cls.__name__} can train both labelled and unlabelled, so it must say which it did: "
+                f"override the `samples_labelled` property (e.g. from its config)"
+            )
 
     def __init__(
         self,
@@ -134,6 +176,27 @@ class GenerativeMethod(ABC):
     @abstractmethod
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`checkpoint_state` returned."""
+
+    # -- what the runner needs to know (explicit, never guessed from config field names) ----------
+    @property
+    def samples_labelled(self) -> bool:
+        """Whether :meth:`sample`'s labels are real class conditions (downstream accuracy needs them).
+
+        The default follows the capabilities of a method that can only do one of the two; a method that can
+        train either way must override it (enforced when the class is defined)."""
+        return type(self).capabilities.labelled
+
+    @classmethod
+    def training_extractor(cls, config: MethodConfig) -> str | None:
+        """Name of the feature extractor the method trains against with ``config`` (None: none).
+
+        The runner refuses an extractor trained on the private data's own distribution, and flags metrics
+        computed in this feature space."""
+        return None
+
+    def gradient_probe(self) -> GradientProbe | None:
+        """For DP-SGD methods (``capabilities.dp_sgd``): the probe of the rows the optimiser clips."""
+        return None
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

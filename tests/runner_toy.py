@@ -2,7 +2,8 @@
 
 ``toy-means``: per-class noisy pixel sums and noisy class counts (two Gaussian releases calibrated together
 by the shared calibrator, both recorded in the ledger); samples are the noisy class means plus pixel noise.
-``toy-global``: one noisy global mean (ignores labels) — a second, worse method for the tables.
+``toy-global``: one noisy global mean (ignores labels, so its sample labels mean nothing). The tiny grid's
+second, worse method is ``toy-means`` with noisier samples, labelled ``toy-blurry``.
 
 Knobs for failure tests: ``fail_seed`` raises in ``fit`` for that seed; ``overspend`` records an extra
 release the calibration did not plan for (the runner's privacy check must catch it); ``sleep_s`` slows
@@ -19,6 +20,7 @@ import torch
 from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
 from dpgen_bench.privacy.calibration import calibrate_gaussian_releases
 from dpgen_bench.privacy.events import GaussianEvent
+from dpgen_bench.privacy.noise import gaussian_noise
 from dpgen_bench.registry import get_method, list_methods, register_method
 
 
@@ -33,7 +35,12 @@ class ToyConfig(MethodConfig):
 class _NoisyMeans(GenerativeMethod):
     Config = ToyConfig
     capabilities = Capabilities(channels=(1,))
+    conformance_config = {}
     per_class = True
+
+    @property
+    def samples_labelled(self) -> bool:
+        return self.per_class  # toy-global ignores labels: its sample labels carry no information
 
     def fit(self, train, budget, ledger) -> None:
         if self.config.fail_seed is not None and self.seed == self.config.fail_seed:
@@ -46,12 +53,12 @@ class _NoisyMeans(GenerativeMethod):
         y = train.labels if self.per_class else torch.zeros(len(train), dtype=torch.long)
         sums = torch.zeros(k, d).index_add_(0, y, x)
         counts = torch.bincount(y, minlength=k).double()
-        g = torch.Generator().manual_seed(self.seed)
         if budget.is_private:
             # Add/remove one example changes one class's pixel sum by ≤ √d (pixels in [0, 1]) and one count by 1.
+            # Release noise from OS entropy: the run seed is public.
             sigma = calibrate_gaussian_releases([1.0, 1.0], budget)
-            sums = sums + sigma * math.sqrt(d) * torch.randn(k, d, generator=g)
-            counts = counts + sigma * torch.randn(k, generator=g, dtype=torch.float64)
+            sums = sums + gaussian_noise((k, d), sigma * math.sqrt(d), dtype=torch.float32)
+            counts = counts + gaussian_noise((k,), sigma)
             ledger.record(GaussianEvent(sigma), "per-class pixel sums (sensitivity sqrt(d))")
             ledger.record(GaussianEvent(sigma), "per-class counts (sensitivity 1)")
             if self.config.overspend:
@@ -101,7 +108,7 @@ def tiny_config(output_dir, **changes) -> dict:
     images, so it must come out missing with a reason)."""
     config = {
         "dataset": "digits",
-        "methods": [{"name": "toy-means"}, {"name": "toy-global"}],
+        "methods": [{"name": "toy-means"}, {"name": "toy-means", "label": "toy-blurry", "config": {"spread": 0.6}}],
         "epsilons": [1, 10],
         "delta": "1/(n ln n)",
         "seeds": [0, 1],

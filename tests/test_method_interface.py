@@ -25,7 +25,7 @@ class MeanImage(GenerativeMethod):
 
     name = "mean-image-test"
     Config = MeanConfig
-    capabilities = Capabilities(labelled=True, unlabelled=True, channels=(1,), image_sizes=(28,))
+    capabilities = Capabilities(labelled=False, unlabelled=True, channels=(1,), image_sizes=(28,))
 
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         assert not budget.is_private
@@ -41,6 +41,21 @@ class MeanImage(GenerativeMethod):
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         self.mean = state["mean"]
+
+
+def test_a_method_that_trains_either_way_must_say_whether_its_sample_labels_mean_anything():
+    with pytest.raises(TypeError, match="override the `samples_labelled` property"):
+        class Either(MeanImage):  # noqa: F841
+            capabilities = Capabilities(labelled=True, unlabelled=True)
+
+    class Declared(MeanImage):
+        capabilities = Capabilities(labelled=True, unlabelled=True)
+
+        @property
+        def samples_labelled(self) -> bool:
+            return False
+
+    assert Declared.samples_labelled.fget(None) is False  # type: ignore[union-attr]
 
 
 def test_config_defaults_apply_when_nothing_is_given(tiny_dataset):

@@ -175,16 +175,36 @@ def test_accountant_choices_match_the_privacy_layer():
     assert set(ACCOUNTANT_NAMES) == set(ACCOUNTANTS)
 
 
-def test_accountant_is_injected_into_methods_that_calibrate_themselves():
-    """A method whose config has an ``accountant`` calibrates with the backend the runner checks with."""
-    from dpgen_bench.registry import list_methods
+def test_method_configs_carry_no_accountant_it_travels_with_the_budget():
+    """Calibration and the runner's re-check read the budget's accountant; no method has its own."""
+    from dpgen_bench.runner.execute import budget_for
+    from dpgen_bench.runner.grid import build_cells
 
-    if "dp-mepf" not in list_methods():
-        pytest.skip("dp-mepf is not installed")
-    cfg = parse_config(
-        {**runner_toy.tiny_config("unused"), "accountant": "rdp", "methods": [{"name": "dp-mepf", "config": {"steps": 1}}]}
-    )
-    assert resolve_methods(cfg)["dp-mepf"].accountant == "rdp"
+    cfg = parse_config({**runner_toy.tiny_config("unused"), "dataset": "mnist-5k", "accountant": "rdp",
+                        "methods": [{"name": "dp-mepf", "config": {"steps": 1}}, {"name": "dp-gan"}]})
+    resolved = resolve_methods(cfg)
+    assert all("accountant" not in type(c).model_fields for c in resolved.values())
+    cell = build_cells(cfg, resolved)[0]
+    budget = budget_for(cell, 4000)
+    assert budget.accountant == "rdp" and budget.delta == pytest.approx(1 / (4000 * math.log(4000)))
+
+
+def test_gdp_with_a_dp_sgd_method_is_refused_before_training():
+    cfg = parse_config({**runner_toy.tiny_config("unused"), "dataset": "mnist-5k", "accountant": "gdp",
+                        "methods": [{"name": "dp-mepf", "config": {"steps": 1}}, {"name": "dp-cgan"}]})
+    with pytest.raises(ConfigFileError, match="accountant: method 'dp-cgan'.*'gdp' cannot account Poisson-subsampled"):
+        resolve_methods(cfg)
+
+
+def test_an_extractor_trained_on_the_private_family_is_refused_for_training():
+    """digitcnn was trained on MNIST: not public for mnist-5k (a subset of MNIST), but fine for sklearn digits."""
+    bad = parse_config({**runner_toy.tiny_config("unused"), "dataset": "mnist-5k",
+                        "methods": [{"name": "dp-mepf", "config": {"extractor": "digitcnn"}}]})
+    with pytest.raises(ConfigFileError, match="methods\\[0\\] \\(dp-mepf\\).config: feature extractor 'digitcnn' was trained on 'mnist'"):
+        resolve_methods(bad)
+    ok = parse_config({**runner_toy.tiny_config("unused"), "dataset": "digits",
+                       "methods": [{"name": "dp-mepf", "config": {"extractor": "digitcnn"}}]})
+    assert resolve_methods(ok)["dp-mepf"].extractor == "digitcnn"
 
 
 def test_embedded_default_is_mnist5k_three_methods_at_eps_1_and_10():

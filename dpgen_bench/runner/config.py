@@ -16,15 +16,14 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DELTA_RULE = "1/(n ln n)"
-"""The one supported δ rule: δ = 1 / (n · ln n) with n the private train-split size."""
+from ..privacy.budget import DELTA_RULE
 
 ACCOUNTANT_NAMES = ("prv", "rdp", "prv-accountant", "gdp")
 """Accountant backends of :mod:`dpgen_bench.privacy.accounting` (kept in sync by a test)."""
 
 # Keys a method override may not contain: the budget comes from the top-level ``epsilons``/``delta`` only,
-# and the accountant from the top-level ``accountant`` (injected into methods whose config has that field, so
-# calibration and the runner's ledger check use the same backend).
+# and the accountant from the top-level ``accountant`` (it travels with the budget to calibration and to the
+# runner's ledger check, so both use the same backend).
 _BUDGET_KEYS = {"epsilon", "eps", "epsilons", "delta", "target_epsilon", "target_delta", "budget", "accountant"}
 
 
@@ -323,15 +322,13 @@ def dump_config(config: BenchConfig, method_configs: Mapping[str, Any] | None = 
 
     With ``method_configs`` (label → validated MethodConfig from :func:`resolve_methods`) every method's
     config is spelled out in full, defaults included, so the file reruns the same cells even if a
-    method's defaults change later. The injected ``accountant`` is left out (it is the top-level one).
+    method's defaults change later.
     """
     data = config.model_dump(mode="json")
     if method_configs is not None:
         for spec in data["methods"]:
             resolved = method_configs[spec.get("label") or spec["name"]]
-            full = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
-            full.pop("accountant", None)
-            spec["config"] = full
+            spec["config"] = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
@@ -349,7 +346,8 @@ def import_plugins(config: BenchConfig) -> None:
 
 def resolve_methods(config: BenchConfig) -> dict[str, Any]:
     """Check, before anything trains, that the dataset exists, every method exists, its config overrides
-    validate and it can handle the dataset; every metric name is known.
+    validate, it can handle the dataset and the accountant, and any feature extractor it trains against is
+    public for this dataset (not trained on the same family of data); every metric name is known.
 
     Returns ``{label: validated MethodConfig}``. Raises :class:`ConfigFileError` naming the problem.
     """
@@ -365,20 +363,27 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
             cls = get_method(spec.name)
         except UnknownMethodError as exc:
             raise ConfigFileError(f"{where}.name: {exc}") from None
-        overrides = dict(spec.config)
-        if "accountant" in getattr(cls.Config, "model_fields", {}):
-            overrides["accountant"] = config.accountant  # calibrate with the backend the runner checks with
         try:
-            method_config = build_config(cls.Config, overrides)
+            method_config = build_config(cls.Config, dict(spec.config))
         except ConfigError as exc:
             raise ConfigFileError(f"{where}.config: {exc}") from None
         try:
             cls.capabilities.check(info)
-            check = getattr(cls, "check_dataset", None)
-            if callable(check):  # optional finer hook: e.g. a 'labelled' config on an unlabelled method
-                check(method_config, info)
         except (ValueError, TypeError) as exc:
             raise ConfigFileError(f"{where}: method {spec.name!r} cannot handle dataset {config.dataset!r}: {exc}") from None
+        try:
+            cls.capabilities.check_accountant(config.accountant)
+        except ValueError as exc:
+            raise ConfigFileError(f"accountant: method {spec.name!r}: {exc}") from None
+        extractor = cls.training_extractor(method_config)
+        if extractor is not None:
+            from ..features import check_public_extractor
+
+            try:
+                check_public_extractor(extractor, config.dataset)
+            except (ValueError, KeyError) as exc:
+                msg = exc.args[0] if exc.args else str(exc)
+                raise ConfigFileError(f"{where}.config: {msg}") from None
         resolved[spec.display] = method_config
     check_metrics(config)
     return resolved

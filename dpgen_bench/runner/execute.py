@@ -35,7 +35,7 @@ from .store import ResultsStore, write_atomic
 
 
 class PrivacyCheckError(RuntimeError):
-    """The ε recomputed from the ledger exceeds the target beyond the accountant's stated error."""
+    """The ε recomputed from the ledger exceeds the target, or a private run recorded nothing."""
 
 
 class SampleCheckError(RuntimeError):
@@ -162,34 +162,26 @@ def load_cell_splits(cell: Cell):
     return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download)
 
 
-def budget_for(cell: Cell, n_train: int) -> PrivacyBudget:
+def budget_for(cell: Cell, nominal_train_size: int) -> PrivacyBudget:
+    """The cell's budget, carrying its accountant; the δ rule uses the *declared* train size n̂."""
     if isinstance(cell.delta, str):
-        return PrivacyBudget.from_rule(cell.epsilon, n_train)
-    return PrivacyBudget(cell.epsilon, float(cell.delta), "fixed")
+        return PrivacyBudget.from_rule(cell.epsilon, nominal_train_size, cell.accountant)
+    return PrivacyBudget(cell.epsilon, float(cell.delta), "fixed", cell.accountant)
 
 
-def _train_extractor(method: Any) -> str | None:
-    """Name of the feature extractor the method trained against (so metrics can warn on the same space)."""
-    for attr in ("train_extractor", "feature_extractor_name"):
-        value = getattr(method, attr, None)
-        if isinstance(value, str):
-            return value
-    cfg = getattr(method, "config", None)
-    for field in ("extractor", "feature_extractor", "features"):
-        value = getattr(cfg, field, None)
-        if isinstance(value, str):
-            return value
-    return None
-
-
-def samples_are_labelled(method: Any) -> bool:
-    """Whether the method's sample labels mean anything (class-conditional generation).
-
-    An unconditional method (capability ``labelled=False``, or a config with ``labelled: false``) returns
-    labels that carry no information; downstream accuracy must then be missing, not computed on noise."""
-    if not type(method).capabilities.labelled:
-        return False
-    return bool(getattr(getattr(method, "config", None), "labelled", True))
+def check_spend(spent: float, ledger: PrivacyLedger, budget: PrivacyBudget, method: str) -> None:
+    """:class:`PrivacyCheckError` if ``spent`` (ε recomputed from ``ledger`` with the budget's accountant)
+    exceeds the target beyond float rounding, or a private run recorded nothing."""
+    if len(ledger) == 0:
+        raise PrivacyCheckError(
+            f"{method} trained at ε={budget.epsilon:g} but recorded no release in the ledger; "
+            f"every data-dependent release must be recorded"
+        )
+    if not budget.admits(spent):  # also catches NaN
+        raise PrivacyCheckError(
+            f"ε recomputed from the ledger is {spent:.6g} with accountant {budget.accountant!r}, above the "
+            f"target {budget.epsilon:g} (δ={budget.delta:.3g}): the method released more than it calibrated for"
+        )
 
 
 def _check_samples(images: torch.Tensor, labels: torch.Tensor, n: int, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -302,8 +294,9 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
     try:
         splits = load_cell_splits(cell)
         train, test, info = splits.train, splits.test, splits.info
-        base["n_train"], base["n_test"] = len(train), len(test)
-        budget = budget_for(cell, len(train))
+        # The declared size n̂ only: the actual length of the private split is private (add/remove).
+        base["n_train_nominal"], base["n_test"] = train.public_size(), len(test)
+        budget = budget_for(cell, train.public_size())
         base["delta"], base["delta_rule"] = budget.delta, budget.delta_rule
 
         torch.manual_seed(cell.seed)
@@ -312,7 +305,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
         if "progress" in getattr(method_cls.Config, "model_fields", {}):
             method_config["progress"] = bool(progress)  # no bars from --jobs workers or --no-progress
         method = method_cls(method_config, info, seed=cell.seed, device=device)
-        base["train_extractor"] = _train_extractor(method)
+        base["train_extractor"] = method_cls.training_extractor(method.config)
         ledger = PrivacyLedger()
         t0 = time.perf_counter()
         method.fit(train, budget, ledger)
@@ -321,24 +314,9 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
         write_atomic(cell_dir / "ledger.json", json.dumps(ledger.to_dicts(), indent=1))
 
         # The runner's own privacy check: recompute ε from what was actually released.
+        base["spent_epsilon"] = float(ledger.epsilon(budget)) if budget.is_private else math.inf
         if budget.is_private:
-            from ..privacy.accounting import accountant_tolerance
-
-            if len(ledger) == 0:
-                raise PrivacyCheckError(
-                    f"{cell.method} trained at ε={cell.epsilon:g} but recorded no release in the ledger; "
-                    f"every data-dependent release must be recorded"
-                )
-            spent = float(ledger.epsilon(budget.delta, cell.accountant))
-            tol = float(accountant_tolerance(cell.accountant, cell.epsilon))
-            base["spent_epsilon"], base["accountant_tolerance"] = spent, tol
-            if not (spent <= cell.epsilon + tol):  # also catches NaN
-                raise PrivacyCheckError(
-                    f"ε recomputed from the ledger is {spent:.4f} with accountant {cell.accountant!r}, above the "
-                    f"target {cell.epsilon:g} + tolerance {tol:.2g} (δ={budget.delta:.3g})"
-                )
-        else:
-            base["spent_epsilon"], base["accountant_tolerance"] = math.inf, 0.0
+            check_spend(base["spent_epsilon"], ledger, budget, cell.method)
 
         evaluation = cell.evaluation
         counts = {m: int(evaluation.get("n_samples_per_metric", {}).get(m, evaluation["n_samples"])) for m in evaluation["metrics"]}
@@ -346,7 +324,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
         images, labels = method.sample(n, seed=cell.seed)
         images = _check_samples(images, labels, n, info.shape)
         labels = labels.detach().cpu().long()
-        labelled = samples_are_labelled(method)
+        labelled = method.samples_labelled
         save_samples(cell_dir / "samples.npz", images, labels)
         save_grid(cell_dir / "samples.png", images, labels, info.num_classes if labelled else 1)
         method.save(cell_dir / "checkpoint")

@@ -46,6 +46,11 @@ class NoisyClassMeans(GenerativeMethod):
     means: torch.Tensor | None = None
     noise_multiplier: float | None = None
 
+    @property
+    def samples_labelled(self) -> bool:
+        """Sample labels are class conditions only when one mean per class was released."""
+        return self.config.use_labels
+
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         k = self.info.num_classes if self.config.use_labels else 1
         x = train.images.flatten(1).double().clamp(0.0, 1.0)
