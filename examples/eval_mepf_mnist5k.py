@@ -77,7 +77,7 @@ def main() -> None:
     result = {
         "method": args.method,
         "epsilon_target": args.epsilon if math.isfinite(args.epsilon) else "inf",
-        "epsilon_spent_prv": ledger.epsilon(args.delta) if budget.is_private else None,
+        "epsilon_spent_prv": ledger.epsilon(budget) if budget.is_private else None,
         "delta": args.delta,
         "accuracy_logreg": acc,
         "config": method.config.model_dump(mode="json"),
