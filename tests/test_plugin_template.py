@@ -100,3 +100,32 @@ def test_template_checkpoint_round_trip_samples_identically(plugin_site, tiny_da
     method.save(tmp_path)
     again = cls.load(tmp_path)
     assert torch.equal(method.sample(8, seed=5)[0], again.sample(8, seed=5)[0])
+
+
+def test_template_passes_the_conformance_suite(plugin_site):
+    """What a plugin author runs (``python -m pytest --pyargs dpgen_bench.conformance -k noisy-means``)."""
+    from dpgen_bench.conformance import checks
+
+    cls = _entry("noisy-means").cls
+    checks.check_declarations(cls)
+    assert checks.check_accountants(cls) == ["prv", "rdp", "prv-accountant", "gdp"]
+    checks.check_fresh_release_noise(cls)
+    checks.check_public_stream(cls)
+    assert checks.check_neighbouring_independence(cls) is False  # no DP-SGD
+
+
+def test_unlabelled_template_says_its_sample_labels_mean_nothing(plugin_site, tiny_dataset):
+    cls = _entry("noisy-means").cls
+    assert cls({"use_labels": False}, tiny_dataset.info).samples_labelled is False
+    assert cls({"use_labels": True}, tiny_dataset.info).samples_labelled is True
+
+
+def test_conformance_suite_runs_on_an_installed_plugin_with_pyargs(plugin_site):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "dpgen_bench.conformance",
+         "-k", "noisy-means"],
+        env=env, capture_output=True, text=True, cwd=plugin_site,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 passed, 1 skipped" in out.stdout
