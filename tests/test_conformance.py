@@ -123,23 +123,19 @@ class _BatchNormGenerator(Generator):
         self.net[0] = nn.BatchNorm2d(self.top)
 
 
-def test_dp_cgan_with_a_batchnorm_generator_is_refused_at_construction() -> None:
-    class BatchNormCGAN(dp_gan.DPCGAN):
-        def build_generator(self):
-            c = self.config
-            return _BatchNormGenerator(self.info.channels, self.info.height, self._num_classes, c.z_dim, c.g_width)
+class BatchNormCGAN(dp_gan.DPCGAN):
+    def build_generator(self):
+        c = self.config
+        return _BatchNormGenerator(self.info.channels, self.info.height, self._num_classes, c.z_dim, c.g_width)
 
+
+def test_dp_cgan_with_a_batchnorm_generator_is_refused_at_construction() -> None:
     with pytest.raises(PrivateDiscriminatorError, match="generator must treat every example separately"):
         checks.check_declarations(BatchNormCGAN)
 
 
 def test_neighbouring_independence_flags_fakes_that_depend_on_the_whole_batch(monkeypatch) -> None:
     monkeypatch.setattr(dp_gan, "validate_per_example", lambda module: None)  # let the broken G through
-
-    class BatchNormCGAN(dp_gan.DPCGAN):
-        def build_generator(self):
-            c = self.config
-            return _BatchNormGenerator(self.info.channels, self.info.height, self._num_classes, c.z_dim, c.g_width)
 
     with pytest.raises(ConformanceError, match="gradient rows of the other examples change"):
         checks.check_neighbouring_independence(BatchNormCGAN)
