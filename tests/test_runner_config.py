@@ -207,10 +207,12 @@ def test_an_extractor_trained_on_the_private_family_is_refused_for_training():
     assert resolve_methods(ok)["dp-mepf"].extractor == "digitcnn"
 
 
-def test_embedded_default_is_mnist5k_three_methods_at_eps_1_and_10():
+def test_embedded_default_is_mnist5k_three_methods_at_eps_1_10_and_non_private():
     data = default_config_data()
     cfg = parse_config(data)
-    assert cfg.dataset == "mnist-5k" and cfg.epsilons == [1.0, 10.0] and cfg.seeds == [0]
+    assert cfg.dataset == "mnist-5k" and cfg.epsilons == [1.0, 10.0, math.inf] and cfg.seeds == [0]
+    # a user's run goes to the git-ignored runs/ folder, never into the committed evidence under results/
+    assert cfg.output_dir == "runs/default"
     assert [m.name for m in cfg.methods] == ["dp-mepf", "dp-cgan", "dp-merf"]
     assert {"fid", "fd-digitcnn", "accuracy", "prdc"} <= set(cfg.evaluation.metrics)
     mepf = cfg.methods[0].config

@@ -14,7 +14,7 @@ def register(sub) -> None:
         "run",
         help="run a benchmark grid (dataset × methods × ε × seeds)",
         description="Run a benchmark grid. Without CONFIG, runs the embedded default benchmark "
-        "(mnist-5k; DP-MEPF, DP-CGAN, DP-MERF at ε ∈ {1, 10}).",
+        "(mnist-5k; DP-MEPF, DP-CGAN, DP-MERF at ε ∈ {1, 10, ∞}; output in runs/default).",
     )
     p.add_argument("config", nargs="?", default=None, help="YAML benchmark config (default: the embedded one)")
     p.add_argument(
