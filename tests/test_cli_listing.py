@@ -134,3 +134,20 @@ def test_the_installed_console_script_lists_datasets_and_exits_2_on_unknown_name
     assert out.returncode == 0 and "mnist-5k" in out.stdout
     bad = subprocess.run([str(script), "info", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "mnist-5k" in bad.stderr
+
+
+def test_help_is_light_it_does_not_import_torch():
+    code = ("import sys, dpgen_bench.cli as cli\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_list_into_a_closed_pipe_ends_quietly_without_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "dpgen_bench", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head` that has already hung up when the table is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -7,8 +7,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import pandas as pd
-
 
 def register(sub) -> None:
     p = sub.add_parser("list", help="methods (with their source package) and datasets")
@@ -38,6 +36,8 @@ def _data_dir_option(p: argparse.ArgumentParser) -> None:
 
 
 def _table(rows: list[dict]) -> str:
+    import pandas as pd
+
     if not rows:
         return "(none)"
     return pd.DataFrame(rows).to_string(index=False)
