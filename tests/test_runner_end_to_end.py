@@ -12,7 +12,7 @@ import yaml
 import runner_toy  # noqa: F401  (registers the toy methods)
 from dpgen_bench.cli import main
 from dpgen_bench.privacy.budget import SPEND_RTOL
-from dpgen_bench.runner.benchmark import run_benchmark
+from dpgen_bench.runner.benchmark import run_benchmark, threads_per_job
 from dpgen_bench.runner.config import parse_config, resolve_methods
 from dpgen_bench.runner.grid import build_cells
 from dpgen_bench.runner.store import COLUMNS, ResultsStore
@@ -51,6 +51,7 @@ def test_results_csv_is_long_format_with_every_design_column(grid):
     assert df["delta"].iloc[0] == pytest.approx(1 / (1438 * math.log(1438)))
     assert df["code_version"].notna().all() and df["torch_version"].notna().all()
     assert (df["peak_memory_mb"] > 0).all() and (df["wall_time_s"] > 0).all()
+    assert set(df["torch_threads"]) == {threads_per_job(1)}  # set deliberately, recorded per row
 
 
 def test_spent_epsilon_is_recomputed_and_within_target(grid):
@@ -231,6 +232,7 @@ def test_parallel_jobs_write_one_complete_store(tmp_path):
     df = ResultsStore(tmp_path / "out").read_results()
     assert len(df) == 2 * 3 and df["cell_key"].nunique() == 2
     assert df["peak_memory_mb"].notna().all()
+    assert set(df["torch_threads"]) == {threads_per_job(2)}  # the cores split between the two workers
     assert not df.duplicated(["cell_key", "metric"]).any()
     assert not [p for p in os.listdir(tmp_path / "out" / "cells") if p.endswith(".tmp")]
 

@@ -1,7 +1,8 @@
 """`dpgen-bench run [CONFIG] [--set key.path=value ...]`: train every method at matched (ε, δ), evaluate,
 write results.csv, tables and plots. Without CONFIG the embedded default benchmark runs.
 
-Exit codes: 0 every cell finished, 1 some cell failed (listed), 2 invalid config (nothing trained).
+Exit codes: 0 every cell finished, 1 some cell failed (listed), 2 invalid config (nothing trained),
+130 interrupted by Ctrl-C (finished cells kept; rerun to continue).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     from . import UsageError
-    from ..runner.benchmark import prepare, run_benchmark
+    from ..runner.benchmark import RunInterrupted, prepare, run_benchmark
     from ..runner.config import ConfigFileError, load_config
 
     if args.jobs < 1:
@@ -55,6 +56,9 @@ def _run(args) -> int:
         summary = run_benchmark(config, force=args.force, jobs=args.jobs, progress=not args.no_progress)
     except ConfigFileError as exc:
         raise UsageError(str(exc)) from None
+    except RunInterrupted as exc:
+        print(f"dpgen-bench run: {exc}; results so far in {exc.summary.root}/results.csv", file=sys.stderr)
+        return 130  # 128 + SIGINT, what shells report for an interrupted command
     print(
         f"dpgen-bench run: {summary.total} cell(s): {len(summary.ran)} run, {len(summary.skipped)} already finished, "
         f"{len(summary.failed)} failed; results in {summary.root}/results.csv"

@@ -21,6 +21,14 @@ from .grid import Cell, build_cells
 from .store import ResultsStore, write_atomic
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: queued cells were not started, running ones abandoned; the store is valid."""
+
+    def __init__(self, summary: "RunSummary") -> None:
+        super().__init__(f"interrupted; {len(summary.ran)} cell(s) finished, rerun to continue")
+        self.summary = summary
+
+
 @dataclass
 class RunSummary:
     """What a run did: cells in the grid, cells skipped as already finished, cells run, cells failed."""
@@ -137,22 +145,50 @@ def run_benchmark(
             summary.failed.append((cell.name, str(record.get("error"))))
         store.rebuild_csv(keys)  # results.csv stays current: a kill now loses only unfinished cells
 
+    # One deliberate thread count per training process: the cores split between the jobs. torch's default
+    # (all cores in every process) oversubscribes them under --jobs or other load (DP-MEPF fell from 9 to ~1
+    # step/s). Each row records the count it ran with (torch_threads).
+    threads = threads_per_job(jobs)
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress or not todo)
+    try:
+        _run_cells(todo, config, root, jobs, threads, progress, finished, bar, store)
+    except KeyboardInterrupt:
+        bar.close()
+        store.rebuild_csv(keys)  # every finished cell is in results.csv; abandoned ones have no record
+        raise RunInterrupted(summary) from None
+    bar.close()
+    df = store.frame(keys)
+    gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
+    summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})
+    if render:
+        summary.outputs = render_outputs(root)
+    return summary
+
+
+def _run_cells(todo, config, root, jobs, threads, progress, finished, bar, store) -> None:
+    """Run ``todo`` serially in this process or in ``jobs`` worker processes; ``finished(cell, record)`` after each."""
     if jobs == 1 or len(todo) <= 1:
-        for cell in todo:
-            bar.set_postfix_str(cell.name, refresh=True)
-            finished(cell, run_cell(cell, root, device=config.device, progress=progress))
-            bar.update(1)
+        import torch
+
+        caller_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for cell in todo:
+                bar.set_postfix_str(cell.name, refresh=True)
+                finished(cell, run_cell(cell, root, device=config.device, progress=progress))
+                bar.update(1)
+        finally:
+            torch.set_num_threads(caller_threads)
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
         # spawn, not fork: forking a process that already ran torch's thread pools can deadlock.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=min(jobs, len(todo)),
             mp_context=ctx,
             initializer=configure_worker,
-            initargs=(threads, tuple(config.plugins)),
-        ) as pool:
+            initargs=(threads, tuple(config.plugins), os.getpid()),
+        )
+        try:
             futures = {pool.submit(run_cell, cell, str(root), config.device, False): cell for cell in todo}
             for fut in as_completed(futures):
                 cell = futures[fut]
@@ -164,13 +200,20 @@ def run_benchmark(
                     record = _failed_record(cell, store, f"{type(exc).__name__}: {exc}")
                 finished(cell, record)
                 bar.update(1)
-    bar.close()
-    df = store.frame(keys)
-    gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
-    summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})
-    if render:
-        summary.outputs = render_outputs(root)
-    return summary
+        except KeyboardInterrupt:
+            # Stop promptly: queued cells are cancelled, running ones abandoned (they have written no record,
+            # so a rerun does them). The executor has no public way to stop running work, hence _processes.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+def threads_per_job(jobs: int) -> int:
+    """torch intra-op threads for each of ``jobs`` training processes: the usable cores split evenly."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, jobs))
 
 
 def render_outputs(root: str | Path) -> list[Path]:

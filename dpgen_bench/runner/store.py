@@ -63,6 +63,7 @@ COLUMNS = [
     "wall_time_s",
     "peak_memory_mb",
     "peak_gpu_memory_mb",
+    "torch_threads",
     "python_version",
     "torch_version",
     "opacus_version",
