@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import runner_toy
+from dpgen_bench.cli import main
 from dpgen_bench.runner.benchmark import run_benchmark
 from dpgen_bench.runner.config import parse_config
 
@@ -162,3 +163,32 @@ def test_sigkill_of_a_jobs_parent_takes_its_workers_with_it(tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
+
+
+def test_a_second_run_on_the_same_output_directory_is_refused_naming_the_holder(tmp_path, capsys):
+    proc, out = _start_run(tmp_path, 1, [1, 2, 5, 10])
+    try:
+        _wait_for_records(proc, out, 1)
+        assert main(["run", str(tmp_path / "bench.yaml"), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by another run (pid {proc.pid}" in err
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    # the killed run's lock is stale now: the next run takes it over and finishes the grid
+    assert (out / ".lock").exists()
+    summary = run_benchmark(parse_config(yaml.safe_load((tmp_path / "bench.yaml").read_text())), progress=False,
+                            render=False)
+    assert not summary.failed and len(summary.skipped) + len(summary.ran) == 8
+    assert not (out / ".lock").exists()
+
+
+def test_a_run_with_nothing_to_do_rewrites_no_provenance(tmp_path):
+    config = parse_config(runner_toy.tiny_config(tmp_path / "out", epsilons=[1], seeds=[0], methods=[{"name": "toy-means"}],
+                                                 evaluation={"metrics": ["fd-digitcnn"], "n_samples": 20}))
+    run_benchmark(config, progress=False, render=False)
+    env = tmp_path / "out" / "environment.json"
+    before = (env.read_text(), env.stat().st_mtime_ns)
+    summary = run_benchmark(config, progress=False, render=False)
+    assert len(summary.skipped) == 1 and (env.read_text(), env.stat().st_mtime_ns) == before

@@ -39,6 +39,7 @@ def _run(args) -> int:
     from . import UsageError
     from ..runner.benchmark import RunInterrupted, prepare, run_benchmark
     from ..runner.config import ConfigFileError, load_config
+    from ..runner.store import StoreLockedError
 
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
@@ -54,7 +55,7 @@ def _run(args) -> int:
                 print(f"{cell.key}  {cell.name}  [{state}]")
             return 0
         summary = run_benchmark(config, force=args.force, jobs=args.jobs, progress=not args.no_progress)
-    except ConfigFileError as exc:
+    except (ConfigFileError, StoreLockedError) as exc:
         raise UsageError(str(exc)) from None
     except RunInterrupted as exc:
         print(f"dpgen-bench run: {exc}; results so far in {exc.summary.root}/results.csv", file=sys.stderr)

@@ -125,10 +125,13 @@ def run_benchmark(
     retain_freed_memory()  # cells train in this process when jobs == 1 (workers do it in configure_worker)
     if jobs > 1:
         _check_spawnable(config)
+    with store.lock():
+        return _run_locked(config, cells, store, method_configs, force=force, jobs=jobs, progress=progress,
+                           render=render)
+
+
+def _run_locked(config, cells, store, method_configs, *, force, jobs, progress, render) -> RunSummary:
     root = store.root
-    root.mkdir(parents=True, exist_ok=True)
-    write_atomic(root / "config.yaml", dump_config(config, method_configs))
-    write_atomic(root / "environment.json", json.dumps(environment(), indent=1, sort_keys=True))
     keys = [c.key for c in cells]
     summary = RunSummary(root=root, total=len(cells))
     todo = []
@@ -137,6 +140,9 @@ def run_benchmark(
             summary.skipped.append(cell.name)
         else:
             todo.append(cell)
+    if todo:  # a run with nothing to do rewrites no provenance (every row also carries its own versions)
+        write_atomic(root / "config.yaml", dump_config(config, method_configs))
+        write_atomic(root / "environment.json", json.dumps(environment(), indent=1, sort_keys=True))
     store.rebuild_csv(keys)
 
     def finished(cell: Cell, record: dict[str, Any]) -> None:

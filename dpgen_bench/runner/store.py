@@ -7,6 +7,7 @@ Layout of a results directory::
     cells/<key>.json       one record per cell (status, error, result rows); its presence marks the cell done
     cells/<key>/           artefacts: samples.npz, samples.png, checkpoint/, ledger.json
     results.csv            long format, one row per (cell, metric); derived from cells/*.json
+    .lock                  while a run writes here: its pid and host (a second run is refused)
 
 Why this survives ``SIGKILL`` at any moment and ``--jobs N``: every file is written to a unique temporary
 name in the same directory and moved into place with ``os.replace`` (atomic on POSIX), so a reader sees the
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,6 +31,21 @@ import pandas as pd
 
 RESULTS_CSV = "results.csv"
 CELLS_DIR = "cells"
+LOCK_FILE = ".lock"
+
+
+class StoreLockedError(RuntimeError):
+    """Another live run holds the results directory (the message names its pid and host)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 COLUMNS = [
     "cell_key",
@@ -145,6 +163,60 @@ class ResultsStore:
 
     def record_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"
+
+    # -- the run lock -----------------------------------------------------------------------------
+    @contextmanager
+    def lock(self):
+        """Hold ``.lock`` for the duration of a run, so two runs never write the same cells.
+
+        A lock left by a dead process on this host (a killed run) is stale and taken over; one held by a live
+        process, or by another host (shared storage: liveness unknowable), raises :class:`StoreLockedError`."""
+        path = self.root / LOCK_FILE
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._lock_holder(path)
+                if holder is None:
+                    continue  # it vanished or was stale and is removed: try again
+                raise StoreLockedError(
+                    f"results directory {str(self.root)!r} is in use by another run (pid {holder.get('pid')} on "
+                    f"host {holder.get('host')!r}); wait for it to finish, or remove {str(path)!r} if that run "
+                    f"is gone"
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            break
+        try:
+            yield
+        finally:
+            try:
+                if json.loads(path.read_text()).get("pid") == me["pid"]:
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
+
+    @staticmethod
+    def _lock_holder(path: Path) -> dict[str, Any] | None:
+        """The live holder of ``path``, or None after removing a stale (or unreadable, empty) lock."""
+        try:
+            holder = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            holder = {}
+        pid, host = holder.get("pid"), holder.get("host")
+        if host not in (None, socket.gethostname()):
+            return holder
+        if isinstance(pid, int) and _pid_alive(pid):
+            return holder
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        return None
 
     # -- records ----------------------------------------------------------------------------------
     def write_record(self, record: dict[str, Any]) -> Path:
