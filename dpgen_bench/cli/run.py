@@ -39,6 +39,7 @@ def _run(args) -> int:
     from . import UsageError
     from ..runner.benchmark import RunInterrupted, prepare, run_benchmark
     from ..runner.config import ConfigFileError, load_config
+    from ..runner.progress import one_line_warnings
     from ..runner.store import StoreLockedError
 
     if args.jobs < 1:
@@ -54,6 +55,7 @@ def _run(args) -> int:
                 state = "done" if store.is_done(cell.key) else "to run"
                 print(f"{cell.key}  {cell.name}  [{state}]")
             return 0
+        one_line_warnings()
         summary = run_benchmark(config, force=args.force, jobs=args.jobs, progress=not args.no_progress)
     except (ConfigFileError, StoreLockedError) as exc:
         raise UsageError(str(exc)) from None
@@ -68,6 +70,11 @@ def _run(args) -> int:
         print(f"notice: {metric} skipped: {reason.splitlines()[0] if reason else 'no reason given'}")
     for path in summary.outputs:
         print(f"  wrote {path}")
+    if summary.ran or summary.skipped:
+        from ..runner.report import run_report
+
+        print()
+        print(run_report(summary.root))
     if summary.failed:
         print("failed cells:", file=sys.stderr)
         for name, error in summary.failed:

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..allocator import retain_freed_memory
 from .config import BenchConfig, dump_config, resolve_methods
 from .execute import configure_worker, environment, run_cell
 from .grid import Cell, build_cells
+from .progress import CellProgress
 from .store import ResultsStore, write_atomic
 
 
@@ -155,14 +154,14 @@ def _run_locked(config, cells, store, method_configs, *, force, jobs, progress, 
     # (all cores in every process) oversubscribes them under --jobs or other load (DP-MEPF fell from 9 to ~1
     # step/s). Each row records the count it ran with (torch_threads).
     threads = threads_per_job(jobs)
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress or not todo)
+    view = CellProgress(len(todo), enabled=progress)
     try:
-        _run_cells(todo, config, root, jobs, threads, progress, finished, bar, store)
+        _run_cells(todo, config, root, jobs, threads, finished, view, store)
     except KeyboardInterrupt:
-        bar.close()
+        view.close()
         store.rebuild_csv(keys)  # every finished cell is in results.csv; abandoned ones have no record
         raise RunInterrupted(summary) from None
-    bar.close()
+    view.close()
     df = store.frame(keys)
     gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
     summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})
@@ -171,7 +170,7 @@ def _run_locked(config, cells, store, method_configs, *, force, jobs, progress, 
     return summary
 
 
-def _run_cells(todo, config, root, jobs, threads, progress, finished, bar, store) -> None:
+def _run_cells(todo, config, root, jobs, threads, finished, view: CellProgress, store) -> None:
     """Run ``todo`` serially in this process or in ``jobs`` worker processes; ``finished(cell, record)`` after each."""
     if jobs == 1 or len(todo) <= 1:
         import torch
@@ -180,9 +179,10 @@ def _run_cells(todo, config, root, jobs, threads, progress, finished, bar, store
         torch.set_num_threads(threads)
         try:
             for cell in todo:
-                bar.set_postfix_str(cell.name, refresh=True)
-                finished(cell, run_cell(cell, root, device=config.device, progress=progress))
-                bar.update(1)
+                view.start(cell.name)
+                record = run_cell(cell, root, device=config.device, progress=view.cell_bars)
+                finished(cell, record)
+                view.finish(cell.name, record)
         finally:
             torch.set_num_threads(caller_threads)
     else:
@@ -205,7 +205,7 @@ def _run_cells(todo, config, root, jobs, threads, progress, finished, bar, store
                 except Exception as exc:  # pickling or similar: still record, never lose the cell
                     record = _failed_record(cell, store, f"{type(exc).__name__}: {exc}")
                 finished(cell, record)
-                bar.update(1)
+                view.finish(cell.name, record)
         except KeyboardInterrupt:
             # Stop promptly: queued cells are cancelled, running ones abandoned (they have written no record,
             # so a rerun does them). The executor has no public way to stop running work, hence _processes.

@@ -160,6 +160,9 @@ def configure_worker(threads: int | None, plugins: tuple[str, ...] | list[str] =
     if parent_pid is not None:
         die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .progress import one_line_warnings
+
+    one_line_warnings()
     retain_freed_memory()
     if threads:
         torch.set_num_threads(int(threads))

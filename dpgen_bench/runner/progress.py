@@ -1,0 +1,74 @@
+"""The run's progress view: one bar over cells (elapsed, ETA) with the current cell's bars beneath it on a
+terminal; in a non-interactive log (CI, ``nohup``, a pipe) plain lines, one per cell, and no cell bars —
+no cursor escapes and no thousands of carriage-return updates."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from tqdm.auto import tqdm
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class CellProgress:
+    """Progress over ``total`` cells. ``interactive`` (default: stderr is a terminal) picks bars or lines."""
+
+    def __init__(self, total: int, enabled: bool = True, interactive: bool | None = None,
+                 stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled and total > 0
+        self.interactive = self.enabled and (self.stream.isatty() if interactive is None else interactive)
+        self.total, self.done = total, 0
+        self.started = time.monotonic()
+        self._bar = tqdm(total=total, desc="cells", unit="cell", file=self.stream, position=0) if self.interactive else None
+
+    @property
+    def cell_bars(self) -> bool:
+        """Whether the running cell may draw its own bars (only beneath the cell bar on a terminal)."""
+        return self.interactive
+
+    def start(self, name: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(name, refresh=True)
+
+    def finish(self, name: str, record: dict[str, Any]) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        elif self.enabled:
+            elapsed = time.monotonic() - self.started
+            eta = elapsed / self.done * (self.total - self.done)
+            status = record.get("status", "?")
+            error = f" ({record.get('error')})" if status != "ok" and record.get("error") else ""
+            print(f"[{self.done}/{self.total}] {name}: {status}{error} · elapsed {_clock(elapsed)} · "
+                  f"ETA {_clock(eta)}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def one_line_warnings(stream: TextIO | None = None) -> None:
+    """Show each distinct warning (category and message) once, as one line, without Python source lines.
+
+    Installed for the rest of the process (a run's driver and each ``--jobs`` worker)."""
+    import warnings
+
+    seen: set[tuple[str, str]] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        key = (category.__name__, str(message))
+        if key in seen:
+            return
+        seen.add(key)
+        first = str(message).strip().splitlines()[0] if str(message).strip() else ""
+        print(f"warning: {category.__name__}: {first}", file=stream if stream is not None else sys.stderr, flush=True)
+
+    warnings.simplefilter("always")  # deduplicated above, by content rather than by source location
+    warnings.showwarning = show

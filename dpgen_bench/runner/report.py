@@ -1,0 +1,79 @@
+"""The end-of-run report: the compact results table (with the spend), and how this run compares with the
+committed reference run of the same config.
+
+The reference of a run whose output directory is ``<anything>/NAME`` is ``results/NAME`` of the source
+checkout (e.g. ``runs/default`` → ``results/default``), if it exists and is not the run itself. Cells are
+matched by their key (the hash of the fully resolved config), so only identical settings are compared. A
+difference is judged against the seed-to-seed spread measured for that (method, ε, metric), read from the
+reference's ``seed_spread.csv`` (columns ``method, target_epsilon, metric, std``) where it has one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .tables import eps_label, render
+
+SPREAD_FILE = "seed_spread.csv"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def reference_dir(output_dir: str | Path, repo: Path = REPO) -> Path | None:
+    """``results/<name of output_dir>`` in the source checkout, or None (pip install, none committed, or itself)."""
+    candidate = repo / "results" / Path(output_dir).name
+    if not (candidate / "results.csv").is_file():
+        return None
+    if candidate.resolve() == Path(output_dir).resolve():
+        return None
+    return candidate
+
+
+def _spread(reference: Path) -> dict[tuple[str, float, str], float]:
+    path = reference / SPREAD_FILE
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path)
+    return {(str(r.method), float(r.target_epsilon), str(r.metric)): float(r.std) for r in df.itertuples()}
+
+
+def compare_with_reference(run: pd.DataFrame, reference: pd.DataFrame, spread: dict | None = None) -> pd.DataFrame:
+    """One row per (cell, metric) present in both, with this run's value, the reference value, the difference
+    and, where a spread is known, whether |difference| ≤ 2 × the seed-to-seed std."""
+    spread = spread or {}
+    cols = ["cell_key", "method", "target_epsilon", "metric", "value"]
+    mine = run[(run["status"] == "ok") & run["value"].notna()][cols]
+    theirs = reference[(reference["status"] == "ok") & reference["value"].notna()][["cell_key", "metric", "value"]]
+    both = mine.merge(theirs, on=["cell_key", "metric"], suffixes=("", "_reference"))
+    both["difference"] = both["value"] - both["value_reference"]
+    stds = [spread.get((m, float(e), str(k))) for m, e, k in zip(both["method"], both["target_epsilon"], both["metric"])]
+    both["seed_std"] = stds
+    both["within_spread"] = [None if s is None else bool(abs(d) <= 2 * s) for d, s in zip(both["difference"], stds)]
+    return both.drop(columns="cell_key").reset_index(drop=True)
+
+
+def _comparison_text(cmp: pd.DataFrame, reference: Path) -> str:
+    if cmp.empty:
+        return f"No cell of this run matches the reference run in {reference} (different settings).\n"
+    lines = [f"Compared with the committed reference run ({reference}), same cells:", ""]
+    for r in cmp.itertuples():
+        verdict = "spread not measured" if r.within_spread is None else (
+            f"within 2×seed std ({r.seed_std:.3g})" if r.within_spread else f"OUTSIDE 2×seed std ({r.seed_std:.3g})")
+        lines.append(f"  {r.method} ε={eps_label(float(r.target_epsilon))} {r.metric}: {r.value:.4g} vs "
+                     f"{r.value_reference:.4g} (Δ {r.difference:+.3g}; {verdict})")
+    return "\n".join(lines) + "\n"
+
+
+def run_report(root: str | Path, repo: Path = REPO) -> str:
+    """The table (with spend) of ``root``'s results, then the comparison with its reference, as text."""
+    root = Path(root)
+    df = pd.read_csv(root / "results.csv")
+    text = render(df, "md")
+    reference = reference_dir(root, repo)
+    if reference is not None:
+        cmp = compare_with_reference(df, pd.read_csv(reference / "results.csv"), _spread(reference))
+        text += "\n" + _comparison_text(cmp, reference)
+    return text
