@@ -266,3 +266,47 @@ def test_progress_bars_do_not_change_the_cell_key():
     other = Cell(method_config={"steps": 6, "progress": True}, **common)
     assert on.key == off.key and on.method_config_hash == off.method_config_hash
     assert on.key != other.key
+
+
+def _bad_run(tmp_path, capsys, **changes) -> str:
+    import yaml
+
+    from dpgen_bench.cli import main
+
+    config = {**runner_toy.tiny_config(tmp_path / "out"), **changes}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["run", str(path), "--no-progress"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "output_dir, message",
+    [("", "must not be empty"), ("FILE", "is a file"), ("FILE/sub", "which is a file"),
+     ("/proc/dpgen-bench-out", "is not writable"), ("/sys/dpgen-bench-out", "is not writable")],
+)
+def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, capsys, output_dir, message):
+    (tmp_path / "FILE").write_text("not a directory")
+    output_dir = output_dir.replace("FILE", str(tmp_path / "FILE"))
+    err = _bad_run(tmp_path, capsys, output_dir=output_dir)
+    assert "output_dir" in err and message in err
+
+
+def test_a_dataset_whose_files_are_missing_is_refused_before_anything_runs(tmp_path, capsys):
+    err = _bad_run(tmp_path, capsys, dataset="mnist", data_dir=str(tmp_path / "nodata"), output_dir=str(tmp_path / "o"),
+                   methods=[{"name": "toy-means"}])
+    assert "'mnist' is not available: missing" in err and "train-images-idx3-ubyte" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is visible here")
+def test_cuda_without_a_gpu_is_refused_before_anything_runs(tmp_path, capsys):
+    err = _bad_run(tmp_path, capsys, device="cuda", output_dir=str(tmp_path / "o"))
+    assert "device: 'cuda' requested but no usable CUDA GPU" in err
+
+
+def test_more_samples_than_memory_holds_are_refused_before_anything_runs(tmp_path, capsys):
+    err = _bad_run(tmp_path, capsys, output_dir=str(tmp_path / "o"),
+                   evaluation={"metrics": ["accuracy"], "n_samples": 10**11})
+    assert "evaluation.n_samples" in err and "GiB" in err

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..allocator import retain_freed_memory
-from .config import BenchConfig, dump_config, resolve_methods
+from .config import BenchConfig, check_environment, dump_config, resolve_methods
 from .execute import configure_worker, environment, run_cell
 from .grid import Cell, build_cells
 from .progress import CellProgress
@@ -52,6 +52,7 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
 
     Returns the cells, the store and the resolved method configs (label → MethodConfig)."""
     method_configs = resolve_methods(config)
+    check_environment(config)
     cells = build_cells(config, method_configs)
     return cells, ResultsStore(config.output_dir), method_configs
 

@@ -389,6 +389,86 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
     return resolved
 
 
+def check_environment(config: BenchConfig) -> None:
+    """What the machine must provide, checked before anything trains or is written (ConfigFileError):
+    a writable output directory, the dataset's files (unless downloads are allowed), the device, and memory
+    for the requested samples."""
+    check_output_dir(config.output_dir)
+    from .. import data
+
+    spec = data.dataset_spec(config.dataset)
+    if not config.download and not spec.available(config.data_dir):
+        missing = [str(p) for p in spec.expected_files(config.data_dir) if not p.exists()]
+        raise ConfigFileError(
+            f"dataset: {config.dataset!r} is not available: missing {', '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}; put the files there, set data_dir, or set download: true "
+            f"(needs network access)"
+        )
+    _check_device(config.device)
+    _check_sample_memory(config, spec.info)
+
+
+def check_output_dir(output_dir: str) -> None:
+    """ConfigFileError unless ``output_dir`` is non-empty and is (or can be made) a writable directory.
+
+    Writability is tried, not inferred from permission bits (root passes every ``os.access`` check but
+    still cannot write to a read-only mount): a temporary file is made and removed in the nearest existing
+    folder."""
+    import tempfile
+
+    if not str(output_dir).strip():
+        raise ConfigFileError("output_dir: must not be empty (it would write into the current directory)")
+    path = Path(output_dir)
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == path else f"is under {str(parent)!r}, which is a file"
+                raise ConfigFileError(f"output_dir: {output_dir!r} {what}")
+            try:
+                with tempfile.TemporaryFile(dir=parent):
+                    pass
+            except OSError as exc:
+                raise ConfigFileError(f"output_dir: {str(parent)!r} is not writable ({exc.strerror})") from None
+            return
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigFileError(f"device: {device!r} requested but no usable CUDA GPU is visible (torch "
+                              f"{torch.__version__}, cuda {torch.version.cuda}); use device: cpu")
+    if kind == "cuda":
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigFileError(f"device: {device!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+
+
+def _available_memory_bytes() -> int | None:
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+SAMPLE_MEMORY_FACTOR = 4
+"""Copies of the sample tensor a cell holds at once (float32 samples, the uint8 file, metric batches, slack)."""
+
+
+def _check_sample_memory(config: BenchConfig, info) -> None:
+    c, h, w = info.shape
+    need = config.evaluation.max_samples * c * h * w * 4 * SAMPLE_MEMORY_FACTOR
+    have = _available_memory_bytes()
+    if have is not None and need > have:
+        raise ConfigFileError(
+            f"evaluation.n_samples: {config.evaluation.max_samples} samples of {c}x{h}x{w} need about "
+            f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of memory available; ask for fewer"
+        )
+
+
 def dataset_info(config: BenchConfig):
     """Public metadata of ``config.dataset`` without loading it."""
     from .. import data
