@@ -147,12 +147,14 @@ def test_write_atomic_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
 
 def test_records_ignore_leftover_temporaries_and_unreadable_files(tmp_path):
     store = ResultsStore(tmp_path)
-    store.write_record({"key": "k1", "status": "ok", "rows": [{"cell_key": "k1", "metric": "m", "value": 1.0, "status": "ok"}]})
+    store.write_record({"key": "k1", "status": "ok", "artefacts": {},
+                        "rows": [{"cell_key": "k1", "metric": "m", "value": 1.0, "status": "ok"}]})
     # what a process killed inside write_atomic can leave behind, and a file truncated by some other tool
     (store.cells_dir / ".k2.json.123.abcd.tmp").write_text('{"key": "k2", "sta')
     (store.cells_dir / "k3.json").write_text('{"key": "k3", "sta')
     assert [r["key"] for r in store.records()] == ["k1"]
     assert store.is_done("k1") and not store.is_done("k2") and not store.is_done("k3")
+    assert store.cell_state("k2") == "missing" and store.cell_state("k3").startswith("damaged: the record does not read")
 
 
 def test_results_csv_is_rebuilt_from_records_without_duplicates(tmp_path):

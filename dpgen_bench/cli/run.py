@@ -62,6 +62,8 @@ def _run(args) -> int:
     except RunInterrupted as exc:
         print(f"dpgen-bench run: {exc}; results so far in {exc.summary.root}/results.csv", file=sys.stderr)
         return 130  # 128 + SIGINT, what shells report for an interrupted command
+    for name, problem in summary.damaged:
+        print(f"warning: {name} was finished but is damaged ({problem}); recomputed it", file=sys.stderr)
     print(
         f"dpgen-bench run: {summary.total} cell(s): {len(summary.ran)} run, {len(summary.skipped)} already finished, "
         f"{len(summary.failed)} failed; results in {summary.root}/results.csv"

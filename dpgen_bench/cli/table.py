@@ -1,8 +1,10 @@
 """`dpgen-bench table RESULTS_DIR [--format md|latex|csv]` and `dpgen-bench plot RESULTS_DIR`: re-render
-tables and plots from a stored ``results.csv``."""
+tables and plots from a results directory's cell records (the source of truth; ``results.csv`` is derived from
+them, and a mismatch is reported)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -26,10 +28,15 @@ def _results(results_dir: str):
     root = Path(results_dir)
     if not root.is_dir():
         raise UsageError(f"results directory {results_dir!r} does not exist")
-    try:
-        return ResultsStore(root).read_results()
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    store = ResultsStore(root)
+    records = store.frame()
+    if not len(records):
+        raise UsageError(f"no finished cells in {results_dir!r} (no readable cells/*.json); run `dpgen-bench run` first")
+    problem = store.consistency()
+    if problem:
+        print(f"warning: {problem}; the table is built from the cell records (a rerun of `dpgen-bench run` "
+              f"rewrites results.csv)", file=sys.stderr)
+    return records
 
 
 def _table(args) -> int:

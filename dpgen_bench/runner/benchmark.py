@@ -41,6 +41,8 @@ class RunSummary:
     outputs: list[Path] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
     """(metric, reason) for every metric that could not be computed (e.g. FID without Inception weights)."""
+    damaged: list[tuple[str, str]] = field(default_factory=list)
+    """(cell name, what was wrong) for finished cells whose record or artefacts no longer verify (recomputed)."""
 
     @property
     def ok(self) -> bool:
@@ -136,10 +138,13 @@ def _run_locked(config, cells, store, method_configs, *, force, jobs, progress, 
     summary = RunSummary(root=root, total=len(cells))
     todo = []
     for cell in cells:
-        if not force and store.is_done(cell.key):
+        state = store.cell_state(cell.key)
+        if not force and state == "done":
             summary.skipped.append(cell.name)
-        else:
-            todo.append(cell)
+            continue
+        if state.startswith("damaged"):
+            summary.damaged.append((cell.name, state.split(": ", 1)[1]))
+        todo.append(cell)
     if todo:  # a run with nothing to do rewrites no provenance (every row also carries its own versions)
         write_atomic(root / "config.yaml", dump_config(config, method_configs))
         write_atomic(root / "environment.json", json.dumps(environment(), indent=1, sort_keys=True))

@@ -32,7 +32,10 @@ from ..allocator import freed_memory_retained, retain_freed_memory
 from ..privacy.budget import NEIGHBOURING, PrivacyBudget
 from ..privacy.ledger import PrivacyLedger
 from .grid import Cell
-from .store import ResultsStore, write_atomic
+from .store import ResultsStore, artefact_digests, write_atomic
+
+CELL_ARTEFACTS = ("samples.npz", "samples.png", "ledger.json", "checkpoint/state.pt", "checkpoint/method.json")
+"""Files a finished cell leaves in its folder; their sizes and SHA-256 go into its record."""
 
 
 class PrivacyCheckError(RuntimeError):
@@ -389,10 +392,13 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
     )
+    artefacts: dict[str, Any] = {}
     if status == "ok":
         rows = [{**base, **r} for r in metric_rows]
+        artefacts = artefact_digests(cell_dir, CELL_ARTEFACTS)
     else:
         rows = [{**base, "metric": None, "value": None}]
-    record = {"key": cell.key, "name": cell.name, "status": status, "error": error, "cell": cell.key_data(), "rows": rows}
+    record = {"key": cell.key, "name": cell.name, "status": status, "error": error, "cell": cell.key_data(),
+              "rows": rows, "artefacts": artefacts}
     store.write_record(record)
     return record

@@ -85,10 +85,11 @@ def plot_sample_grids(df: pd.DataFrame, root: str | Path, directory: str | Path)
                 ax.set_yticks([])
                 sub = d[(d["method"] == method) & (d["target_epsilon"] == eps)].sort_values("seed")
                 png = root / "cells" / str(sub["cell_key"].iloc[0]) / "samples.png" if len(sub) else None
-                if png is not None and png.exists():
-                    ax.imshow(plt.imread(png), cmap="gray")
+                image, why = _read_grid(png)
+                if image is not None:
+                    ax.imshow(image, cmap="gray")
                 else:
-                    ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)
+                    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
                 if i == 0:
                     ax.set_title(f"ε = {eps_label(eps)}")
                 if j == 0:
@@ -98,6 +99,16 @@ def plot_sample_grids(df: pd.DataFrame, root: str | Path, directory: str | Path)
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(dataset))
         out.append(_save(fig, Path(directory) / f"samples_{safe}.png"))
     return out
+
+
+def _read_grid(png: Path | None):
+    """(image, None), or (None, why it cannot be shown): a damaged file must not sink the whole figure."""
+    if png is None or not png.exists():
+        return None, "no samples"
+    try:
+        return plt.imread(png), None
+    except Exception:  # PIL/matplotlib raise various errors for a corrupt file
+        return None, "unreadable samples.png"
 
 
 def write_plots(df: pd.DataFrame, root: str | Path, directory: str | Path | None = None) -> list[Path]:

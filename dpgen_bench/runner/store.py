@@ -4,7 +4,8 @@ Layout of a results directory::
 
     config.yaml            the resolved config of the last run
     environment.json       versions, code version, machine
-    cells/<key>.json       one record per cell (status, error, result rows); its presence marks the cell done
+    cells/<key>.json       one record per cell (status, error, result rows, artefact sizes and SHA-256); a
+                           finished cell is done only while its record reads and its artefacts verify
     cells/<key>/           artefacts: samples.npz, samples.png, checkpoint/, ledger.json
     results.csv            long format, one row per (cell, metric); derived from cells/*.json
     .lock                  while a run writes here: its pid and host (a second run is refused)
@@ -19,6 +20,7 @@ duplicates however often it is rebuilt, by however many processes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -140,6 +142,37 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex}`` of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def artefact_digests(cell_dir: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Digests of a cell's artefacts (paths relative to its directory), for its record."""
+    return {name: file_digest(cell_dir / name) for name in names}
+
+
+LEGACY_ARTEFACTS = ("samples.npz", "checkpoint/state.pt")
+
+
+def verify_artefacts(cell_dir: Path, expected: dict[str, dict[str, Any] | None]) -> str | None:
+    """None if every listed artefact is there with its recorded size and SHA-256 (existence only where the
+    digest is None), else what is wrong."""
+    for name, want in sorted(expected.items()):
+        path = cell_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if want is None:
+            continue
+        if path.stat().st_size != want.get("bytes") or file_digest(path)["sha256"] != want.get("sha256"):
+            return f"{name} differs from its record (size or SHA-256)"
+    return None
+
+
 class ResultsStore:
     """A results directory (see the module docstring)."""
 
@@ -232,9 +265,25 @@ class ResultsStore:
             return None
 
     def is_done(self, key: str) -> bool:
-        """True if the cell finished successfully (failed cells are retried on the next run)."""
+        """True if the cell finished successfully and its artefacts verify (failed cells are retried)."""
+        return self.cell_state(key) == "done"
+
+    def cell_state(self, key: str) -> str:
+        """``"missing"`` (no record), ``"failed"``, ``"done"``, or ``"damaged: <why>"`` (an unreadable record,
+        or an artefact that is gone or differs from the size and SHA-256 its record lists)."""
+        path = self.record_path(key)
+        if not path.exists():
+            return "missing"
         record = self.load_record(key)
-        return record is not None and record.get("status") == "ok"
+        if record is None:
+            return "damaged: the record does not read (truncated or garbled)"
+        if record.get("status") != "ok":
+            return "failed"
+        expected = record.get("artefacts")
+        if expected is None:  # a record from before digests were kept: the files must at least be there
+            expected = {name: None for name in LEGACY_ARTEFACTS}
+        problem = verify_artefacts(self.cells_dir / key, expected)
+        return f"damaged: {problem}" if problem else "done"
 
     def records(self) -> list[dict[str, Any]]:
         """All readable records, sorted by key (leftover temporary files are ignored)."""
@@ -275,6 +324,22 @@ class ResultsStore:
         """
         df = self.frame(keys)
         return write_atomic(self.csv_path, df.to_csv(index=False))
+
+    def consistency(self) -> str | None:
+        """None if ``results.csv`` holds exactly the rows of the records, else what differs."""
+        records = self.frame()
+        try:
+            csv = pd.read_csv(self.csv_path)
+        except FileNotFoundError:
+            return f"{RESULTS_CSV} is missing" if len(records) else None
+        except (ValueError, pd.errors.ParserError) as exc:
+            return f"{RESULTS_CSV} does not parse ({str(exc).splitlines()[0]})"
+        if "cell_key" not in csv.columns:
+            return f"{RESULTS_CSV} has no cell_key column"
+        if len(csv) != len(records) or set(csv["cell_key"].astype(str)) != set(records["cell_key"].astype(str)):
+            return (f"{RESULTS_CSV} has {len(csv)} rows of {csv['cell_key'].nunique()} cells, the cell records "
+                    f"{len(records)} rows of {records['cell_key'].nunique()} cells")
+        return None
 
     def read_results(self) -> pd.DataFrame:
         """``results.csv`` as a DataFrame (``target_epsilon`` = inf for non-private rows)."""
