@@ -484,12 +484,14 @@ def dataset_info(config: BenchConfig):
 
 
 def check_metrics(config: BenchConfig) -> None:
-    from .. import metrics
+    check_metrics_names(config.evaluation.metrics)
 
-    list_metrics = getattr(metrics, "list_metrics", None)
-    if list_metrics is None:
-        return
+
+def check_metrics_names(names: list[str]) -> None:
+    """ConfigFileError naming any unknown metric and the valid names."""
+    from ..metrics import list_metrics
+
     known = set(list_metrics())
-    unknown = [m for m in config.evaluation.metrics if m not in known]
+    unknown = [m for m in names if m not in known]
     if unknown:
         raise ConfigFileError(f"evaluation.metrics: unknown metric(s) {unknown}; available: {sorted(known)}")

@@ -281,10 +281,56 @@ def _metric_row(m: Any) -> dict[str, Any]:
     }
 
 
-def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Run one cell end to end, write its artefacts and record under ``root``; return the record."""
+def evaluate_samples(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    labelled: bool,
+    test,
+    evaluation: dict[str, Any],
+    *,
+    root: str | Path,
+    seed: int,
+    split_seed: int,
+    train_extractor: str | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """The metric rows of one set of samples (images in [0, 1], NCHW) against the real ``test`` split, with
+    the evaluation protocol of a config (``EvaluationSpec`` as a dict); the first k samples serve a metric
+    that asks for k. Used by :func:`run_cell` and by ``dpgen-bench evaluate`` for samples made elsewhere."""
     from ..data.types import ImageDataset
     from ..metrics.accuracy import AccuracyConfig
+
+    counts = {m: int(evaluation.get("n_samples_per_metric", {}).get(m, evaluation["n_samples"])) for m in evaluation["metrics"]}
+    real = test
+    n_real = evaluation.get("n_real")
+    if n_real is not None and n_real < len(test):
+        g = torch.Generator().manual_seed(split_seed)
+        real = test.subset(torch.randperm(len(test), generator=g)[:n_real], split="test")
+    rows: list[dict[str, Any]] = []
+    for count in sorted(set(counts.values())):
+        names = [m for m in evaluation["metrics"] if counts[m] == count]
+        synthetic = ImageDataset(images[:count], labels[:count], test.info, split="synthetic", meta={"labelled": labelled})
+        results = _compute(
+            names,
+            real,
+            synthetic,
+            train_extractor=train_extractor,
+            cache_dir=str(Path(root) / "cache"),
+            device=device,
+            seed=seed,
+            progress=progress,
+            accuracy_config=AccuracyConfig(**evaluation.get("accuracy", {})),
+            prdc_k=int(evaluation.get("prdc_k", 5)),
+            prdc_space=evaluation.get("prdc_space", "effnet"),
+            fid_weights_path=evaluation.get("fid_weights_path"),
+        )
+        rows.extend(_metric_row(m) for m in results)
+    return rows
+
+
+def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Run one cell end to end, write its artefacts and record under ``root``; return the record."""
     from ..registry import get_method
 
     store = ResultsStore(root)
@@ -353,29 +399,9 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
         save_grid(cell_dir / "samples.png", images, labels, info.num_classes if labelled else 1)
         method.save(cell_dir / "checkpoint")
 
-        real = test
-        n_real = evaluation.get("n_real")
-        if n_real is not None and n_real < len(test):
-            g = torch.Generator().manual_seed(cell.split_seed)
-            real = test.subset(torch.randperm(len(test), generator=g)[:n_real], split="test")
-        for count in sorted(set(counts.values())):
-            names = [m for m in evaluation["metrics"] if counts[m] == count]
-            synthetic = ImageDataset(images[:count], labels[:count], info, split="synthetic", meta={"labelled": labelled})
-            results = _compute(
-                names,
-                real,
-                synthetic,
-                train_extractor=base.get("train_extractor"),
-                cache_dir=str(Path(root) / "cache"),
-                device=device,
-                seed=cell.seed,
-                progress=progress,
-                accuracy_config=AccuracyConfig(**evaluation.get("accuracy", {})),
-                prdc_k=int(evaluation.get("prdc_k", 5)),
-                prdc_space=evaluation.get("prdc_space", "effnet"),
-                fid_weights_path=evaluation.get("fid_weights_path"),
-            )
-            metric_rows.extend(_metric_row(m) for m in results)
+        metric_rows = evaluate_samples(images, labels, labelled, test, evaluation, root=root, seed=cell.seed,
+                                       split_seed=cell.split_seed, train_extractor=base.get("train_extractor"),
+                                       device=device, progress=progress)
     except Exception as exc:  # the cell fails; the grid goes on
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"

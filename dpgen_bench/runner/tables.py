@@ -165,15 +165,25 @@ def to_markdown(t: ComparisonTable) -> str:
     text += "\nMean ± std over seeds; best per column in bold; ↓ lower is better, ↑ higher is better.\n"
     if t.spent:
         eps_values = sorted({e for _, e in t.spent})
-        text += f"\nε spent (largest over seeds, accountant {', '.join(t.accountants)}):\n\n"
+        text += f"\nε spent (largest over seeds, accountant {', '.join(t.accountants) or 'none'}):\n\n"
         text += "| method | " + " | ".join(f"target ε={eps_label(e)}" for e in eps_values) + " |\n"
         text += "|:---|" + "|".join(["---:"] * len(eps_values)) + "|\n"
         for row in t.rows:
             vals = [t.spent.get((row, e)) for e in eps_values]
-            text += "| " + row + " | " + " | ".join("–" if v is None else ("∞" if math.isinf(v) else f"{v:.3f}") for v in vals) + " |\n"
+            text += "| " + row + " | " + " | ".join(_spend_text(v) for v in vals) + " |\n"
+        if any(v is not None and math.isnan(v) for v in t.spent.values()):
+            text += "\n“not verified”: samples evaluated with `dpgen-bench evaluate`; their ε is the author's claim.\n"
     if t.notes:
         text += "\nNotes:\n\n" + "".join(f"- {n}\n" for n in t.notes)
     return text
+
+
+def _spend_text(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if math.isnan(v):
+        return "not verified"
+    return "∞" if math.isinf(v) else f"{v:.3f}"
 
 
 def _tex(s: str) -> str:
