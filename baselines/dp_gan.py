@@ -207,6 +207,14 @@ class _BaseDPGAN(GenerativeMethod):
         return F.softplus(-fake_logits)  # non-saturating
 
     # -- training -------------------------------------------------------------------------------
+    @classmethod
+    def privacy_plan(cls, config: DPGANConfig, nominal_size: int):  # type: ignore[override]
+        """``dpsgd_steps(n̂, batch_size, epochs)`` Poisson-subsampled steps at q = batch_size / n̂."""
+        if config.batch_size > nominal_size:
+            raise ValueError(f"batch_size={config.batch_size} exceeds the declared number of training examples "
+                             f"({nominal_size})")
+        return dpsgd_plan(config.batch_size / nominal_size, dpsgd_steps(nominal_size, config.batch_size, config.epochs))
+
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         """Train on ``train`` with DP-SGD on D at ``budget``; records the steps taken in ``ledger``.
 
@@ -217,10 +225,9 @@ class _BaseDPGAN(GenerativeMethod):
         n_hat = train.public_size()
         if train.info.shape != self.info.shape:
             raise ValueError(f"training images have shape {train.info.shape}, the model was built for {self.info.shape}")
-        if cfg.batch_size > n_hat:
-            raise ValueError(f"batch_size={cfg.batch_size} exceeds the declared number of training examples ({n_hat})")
-        q = cfg.batch_size / n_hat
-        total_steps = dpsgd_steps(n_hat, cfg.batch_size, cfg.epochs)
+        plan = self.privacy_plan(cfg, n_hat)
+        (planned,) = plan(1.0)
+        q, total_steps = planned.sample_rate, planned.steps
         self.sample_rate = q
         dev = self.device
 
@@ -239,7 +246,7 @@ class _BaseDPGAN(GenerativeMethod):
         counted = [0]  # noisy steps Opacus actually performed (its step hook runs once per noised step)
         if budget.is_private:
             self.capabilities.check_accountant(budget.accountant)
-            sigma = float(calibrate(dpsgd_plan(q, total_steps), budget))
+            sigma = float(calibrate(plan, budget))
             self.noise_multiplier = sigma
             D, opt_d, engine = make_private_discriminator(
                 D, opt_d, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,

@@ -194,6 +194,13 @@ class GenerativeMethod(ABC):
         computed in this feature space."""
         return None
 
+    @classmethod
+    def privacy_plan(cls, config: MethodConfig, nominal_size: int) -> Any:
+        """σ → the events :meth:`fit` will record at noise multiplier σ on a private split of declared size
+        n̂ = ``nominal_size`` (a :data:`~dpgen_bench.privacy.calibration.Plan`), or None if the method cannot
+        say ahead. The runner calibrates it before training, so an ε no σ can reach is refused up front."""
+        return None
+
     def gradient_probe(self) -> GradientProbe | None:
         """For DP-SGD methods (``capabilities.dp_sgd``): the probe of the rows the optimiser clips."""
         return None

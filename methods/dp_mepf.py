@@ -79,6 +79,10 @@ class DPMEPF(ReleaseOnceMethod):
     }
 
     @classmethod
+    def num_moments(cls, config: DPMEPFConfig) -> int:
+        return 2 if config.moments == "phi1+phi2" else 1
+
+    @classmethod
     def training_extractor(cls, config: DPMEPFConfig) -> str:  # type: ignore[override]
         """DP-MEPF matches embeddings in ``config.extractor``'s feature space."""
         return config.extractor

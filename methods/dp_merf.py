@@ -68,6 +68,10 @@ class DPMERF(ReleaseOnceMethod):
     capabilities: ClassVar[Capabilities] = Capabilities(labelled=True, unlabelled=True, channels=(1, 3))
     conformance_config: ClassVar[dict[str, Any]] = {"n_features": 50, "steps": 2, "batch_size": 10, "progress": False}
 
+    @classmethod
+    def num_moments(cls, config: DPMERFConfig) -> int:
+        return 1  # the random Fourier features
+
     def __init__(self, config, info, seed: int = 0, device="cpu") -> None:
         super().__init__(config, info, seed=seed, device=device)
         rff_seed = self.seed if self.config.rff_seed is None else self.config.rff_seed

@@ -10,10 +10,11 @@ import torch
 from dpgen_bench.data.types import ImageDataset
 from dpgen_bench.method import GenerativeMethod
 from dpgen_bench.privacy.budget import PrivacyBudget
+from dpgen_bench.privacy.calibration import gaussian_releases_plan
 from dpgen_bench.privacy.ledger import PrivacyLedger
 
 from .generators import ConditionalGenerator, build_generator
-from .mean_embedding import ReleasedEmbedding, release_mean_embedding
+from .mean_embedding import ReleasedEmbedding, release_mean_embedding, release_sensitivities
 
 
 class GeneratorMethod(GenerativeMethod):
@@ -103,6 +104,16 @@ class ReleaseOnceMethod(GeneratorMethod):
     :meth:`train_generator` (post-processing of the release only). Configs also need ``count_noise_ratio``,
     ``embed_batch_size`` and ``progress``; the accountant comes with the budget.
     """
+
+    @classmethod
+    def num_moments(cls, config) -> int:  # pragma: no cover - abstract
+        """How many embedded vectors (moments) are released per example with ``config``."""
+        raise NotImplementedError
+
+    @classmethod
+    def privacy_plan(cls, config, nominal_size: int):
+        """One Gaussian release per moment plus the counts; independent of the data size."""
+        return gaussian_releases_plan(release_sensitivities(cls.num_moments(config), config.count_noise_ratio))
 
     @property
     def sum_norm(self) -> float:

@@ -142,11 +142,17 @@ def calibrate_release(
 ) -> float:
     """σ for ``num_moments`` sum releases (sensitivity C, noise σC) plus one count release (noise ρσ),
     accounted with ``budget.accountant``."""
+    return calibrate_gaussian_releases(release_sensitivities(num_moments, count_noise_ratio), budget)
+
+
+def release_sensitivities(num_moments: int, count_noise_ratio: float = 2.0) -> list[float]:
+    """Relative sensitivities of the releases (``num_moments`` sums, then the counts at noise ρσ): the plan
+    is ``gaussian_releases_plan`` of these."""
     if num_moments < 1:
         raise ValueError(f"num_moments must be >= 1, got {num_moments}")
     if not count_noise_ratio > 0:
         raise ValueError(f"count_noise_ratio must be > 0, got {count_noise_ratio!r}")
-    return calibrate_gaussian_releases([1.0] * num_moments + [1.0 / count_noise_ratio], budget)
+    return [1.0] * num_moments + [1.0 / count_noise_ratio]
 
 
 def release_mean_embedding(

@@ -310,3 +310,17 @@ def test_more_samples_than_memory_holds_are_refused_before_anything_runs(tmp_pat
     err = _bad_run(tmp_path, capsys, output_dir=str(tmp_path / "o"),
                    evaluation={"metrics": ["accuracy"], "n_samples": 10**11})
     assert "evaluation.n_samples" in err and "GiB" in err
+
+
+def test_an_epsilon_no_noise_can_reach_is_refused_before_anything_runs(tmp_path, capsys):
+    err = _bad_run(tmp_path, capsys, dataset="mnist-5k", output_dir=str(tmp_path / "o"), epsilons=[1e-7],
+                   methods=[{"name": "dp-merf", "config": {"steps": 1}}])
+    assert "epsilons: ε=1e-07 is unreachable for methods[0] (dp-merf)" in err
+
+
+def test_every_built_in_method_declares_its_privacy_plan():
+    from dpgen_bench.registry import get_method
+
+    for name in ("dp-mepf", "dp-merf", "dp-gan", "dp-cgan"):
+        cls = get_method(name)
+        assert cls.privacy_plan(cls.Config(), 4000) is not None, name

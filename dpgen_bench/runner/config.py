@@ -385,8 +385,39 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
                 msg = exc.args[0] if exc.args else str(exc)
                 raise ConfigFileError(f"{where}.config: {msg}") from None
         resolved[spec.display] = method_config
+        check_reachable(config, cls, method_config, where)
     check_metrics(config)
     return resolved
+
+
+def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None:
+    """ConfigFileError if no noise multiplier meets one of the target ε for this method's privacy plan.
+
+    The plan is the method's own (:meth:`GenerativeMethod.privacy_plan`) at the split's declared size, and
+    the budget the one the cells will get (δ rule included), so this is the calibration ``fit`` will do."""
+    from ..data import dataset_spec
+    from ..data.splits import nominal_split_sizes
+    from ..privacy.budget import PrivacyBudget
+    from ..privacy.calibration import CalibrationError, calibrate
+
+    n_hat, _ = nominal_split_sizes(dataset_spec(config.dataset).size, config.test_fraction)
+    try:
+        plan = cls.privacy_plan(method_config, n_hat)
+    except ValueError as exc:
+        raise ConfigFileError(f"{where}.config: {exc}") from None
+    if plan is None:
+        return
+    for eps in config.epsilons:
+        if math.isinf(eps):
+            continue
+        if isinstance(config.delta, str):
+            budget = PrivacyBudget.from_rule(eps, n_hat, config.accountant)
+        else:
+            budget = PrivacyBudget(eps, config.delta, "fixed", config.accountant)
+        try:
+            calibrate(plan, budget)
+        except CalibrationError as exc:
+            raise ConfigFileError(f"epsilons: ε={eps:g} is unreachable for {where}: {exc}") from None
 
 
 def check_environment(config: BenchConfig) -> None:
