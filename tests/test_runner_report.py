@@ -43,4 +43,5 @@ def test_report_prints_the_table_with_spend_and_compares_with_the_reference(tmp_
     shutil.copytree(tmp_path / "runs" / "tiny", repo / "results" / "tiny")  # a committed reference of the same grid
     text = run_report(tmp_path / "runs" / "tiny", repo)
     assert "acc-logreg ↑ ε=1" in text and "ε spent" in text
+    assert "digits/toy-means/eps=1/seed=0: 0.99" in text and "of 1 (prv)" in text  # per-cell spend
     assert "Compared with the committed reference run" in text and "Δ +0" in text and "spread not measured" in text

@@ -10,6 +10,7 @@ reference's ``seed_spread.csv`` (columns ``method, target_epsilon, metric, std``
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -67,11 +68,26 @@ def _comparison_text(cmp: pd.DataFrame, reference: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def spend_lines(df: pd.DataFrame) -> str:
+    """One line per cell: the ε recomputed from its ledger against its target, with the accountant."""
+    lines = ["ε spent per cell (recomputed from its ledger):"]
+    for r in df.drop_duplicates("cell_key").itertuples():
+        spent = r.spent_epsilon
+        if pd.isna(spent):
+            what = "not verified (external samples)" if r.status == "ok" else f"{r.status}"
+        elif math.isinf(float(spent)):
+            what = "non-private (∞)"
+        else:
+            what = f"{float(spent):.4f} of {float(r.target_epsilon):g} ({r.accountant})"
+        lines.append(f"  {r.dataset}/{r.method}/eps={eps_label(float(r.target_epsilon))}/seed={r.seed}: {what}")
+    return "\n".join(lines) + "\n"
+
+
 def run_report(root: str | Path, repo: Path = REPO) -> str:
-    """The table (with spend) of ``root``'s results, then the comparison with its reference, as text."""
+    """The table (with spend) of ``root``'s results, per-cell spend, then the comparison with its reference."""
     root = Path(root)
     df = pd.read_csv(root / "results.csv")
-    text = render(df, "md")
+    text = render(df, "md") + "\n" + spend_lines(df)
     reference = reference_dir(root, repo)
     if reference is not None:
         cmp = compare_with_reference(df, pd.read_csv(reference / "results.csv"), _spread(reference))
