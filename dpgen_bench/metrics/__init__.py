@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 Direction = Literal["lower", "higher"]
-FD_IMPLEMENTATION = "dpgen_bench.metrics.frechet (float64; Tr sqrt via eigvals of S1 S2, torchmetrics _compute_fid)"
+FD_IMPLEMENTATION = "dpgen_bench.metrics.frechet (float64; Tr sqrt via eigvals of S1 S2)"
 PRDC_K = 5
 
 

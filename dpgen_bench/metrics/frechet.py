@@ -2,7 +2,7 @@
 
 d² = ‖μ₁ − μ₂‖² + Tr(Σ₁) + Tr(Σ₂) − 2 Tr((Σ₁Σ₂)^½)
 
-The trace of the matrix square root is computed as Σᵢ √λᵢ(Σ₁Σ₂) (torchmetrics' formulation), which needs
+The trace of the matrix square root is computed as Σᵢ √λᵢ(Σ₁Σ₂), which needs
 no matrix square root and no ε-regularisation: Σ₁Σ₂ is similar to the PSD matrix Σ₁^½ Σ₂ Σ₁^½, so its
 eigenvalues are real and ≥ 0 even when a covariance is singular (zero-variance feature dimensions, fewer
 samples than dimensions). Rounding can leave tiny negative/complex eigenvalues; their real square-root
@@ -15,12 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-try:  # the library implementation; a private name, so keep an identical fallback if it moves
-    from torchmetrics.image.fid import _compute_fid as _torchmetrics_compute_fid
-except ImportError:  # pragma: no cover - depends on the installed torchmetrics
-    _torchmetrics_compute_fid = None
-
 
 @dataclass(frozen=True)
 class GaussianStats:
@@ -56,6 +50,7 @@ def gaussian_stats(features: torch.Tensor | np.ndarray) -> GaussianStats:
 
 
 def _eigvals_fid(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """‖μ₁ − μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Σᵢ √λᵢ(Σ₁Σ₂) (see the module docstring)."""
     a = (mu1 - mu2).square().sum(dim=-1)
     b = sigma1.trace() + sigma2.trace()
     c = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum(dim=-1)
@@ -67,8 +62,7 @@ def frechet_distance(stats1: GaussianStats, stats2: GaussianStats) -> float:
     if stats1.dim != stats2.dim:
         raise ValueError(f"feature dimensions differ: {stats1.dim} vs {stats2.dim}")
     args = [torch.from_numpy(np.asarray(v, dtype=np.float64)) for v in (stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)]
-    fn = _torchmetrics_compute_fid if _torchmetrics_compute_fid is not None else _eigvals_fid
-    value = float(fn(*args))
+    value = float(_eigvals_fid(*args))
     if not np.isfinite(value):
         raise FloatingPointError(f"Fréchet distance is not finite ({value})")
     # The distance is ≥ 0 by definition; a tiny negative value is eigenvalue rounding, not information.
