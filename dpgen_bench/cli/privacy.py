@@ -139,6 +139,7 @@ def _backends(args) -> list[str]:
 
 def _epsilon(args) -> int:
     from ..privacy import (
+        NEIGHBOURING,
         GaussianEvent,
         PoissonSubsampledGaussianEvent,
         accountant_tolerance,
@@ -169,7 +170,7 @@ def _epsilon(args) -> int:
     rows = []
     for acc in _backends(args):
         row: dict[str, Any] = {"accountant": acc, "epsilon": None, "tolerance": None, "delta": delta,
-                               "delta_rule": rule, "neighbouring": "add/remove-one", "error": None}
+                               "delta_rule": rule, "neighbouring": NEIGHBOURING, "error": None}
         try:
             eps = epsilon(events, delta, accountant=acc)
             row["epsilon"], row["tolerance"] = eps, accountant_tolerance(acc, eps)
@@ -184,6 +185,7 @@ def _epsilon(args) -> int:
 
 def _calibrate(args) -> int:
     from ..privacy import (
+        NEIGHBOURING,
         DEFAULT_RTOL,
         GaussianEvent,
         PoissonSubsampledGaussianEvent,
@@ -220,7 +222,7 @@ def _calibrate(args) -> int:
     rows = []
     for acc in backends:
         row: dict[str, Any] = {"accountant": acc, "sigma": None, "epsilon": None, "target_epsilon": args.epsilon,
-                               "delta": delta, "delta_rule": rule, "neighbouring": "add/remove-one", "error": None}
+                               "delta": delta, "delta_rule": rule, "neighbouring": NEIGHBOURING, "error": None}
         try:
             sigma = calibrate(plan, budgets[acc], rtol=rtol)
             row["sigma"], row["epsilon"] = sigma, epsilon(plan(sigma), delta, accountant=acc)

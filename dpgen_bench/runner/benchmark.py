@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..allocator import retain_freed_memory
+from ..privacy.budget import NEIGHBOURING
 from .config import BenchConfig, check_environment, dump_config, resolve_methods
 from .execute import configure_worker, environment, run_cell
 from .grid import Cell, build_cells
@@ -100,7 +101,7 @@ def _failed_record(cell: Cell, store: ResultsStore, error: str) -> dict[str, Any
                 "target_epsilon": cell.epsilon,
                 "accountant": cell.accountant,
                 "seed": cell.seed,
-                "neighbouring": "add/remove-one",
+                "neighbouring": NEIGHBOURING,
             }
         ],
     }

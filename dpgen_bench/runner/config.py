@@ -16,10 +16,9 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..privacy.accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 from ..privacy.budget import DELTA_RULE
 
-ACCOUNTANT_NAMES = ("prv", "rdp", "prv-accountant", "gdp")
-"""Accountant backends of :mod:`dpgen_bench.privacy.accounting` (kept in sync by a test)."""
 
 # Keys a method override may not contain: the budget comes from the top-level ``epsilons``/``delta`` only,
 # and the accountant from the top-level ``accountant`` (it travels with the budget to calibration and to the
@@ -138,7 +137,8 @@ class BenchConfig(_Strict):
     delta: float | Literal["1/(n ln n)"] = 1e-5
     """δ ∈ (0, 1), or the rule ``"1/(n ln n)"`` computed from the train-split size."""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    accountant: Literal["prv", "rdp", "prv-accountant", "gdp"] = "prv"
+    accountant: str = DEFAULT_ACCOUNTANT
+    """An accountant backend of :data:`dpgen_bench.privacy.accounting.ACCOUNTANTS`; it travels with every budget."""
     evaluation: EvaluationSpec
     output_dir: str = "results/run"
     device: str = "cpu"
@@ -153,6 +153,13 @@ class BenchConfig(_Strict):
                 raise ValueError(f"epsilons[{i}] must be > 0 (or .inf for non-private), got {e!r}")
         if len(set(value)) != len(value):
             raise ValueError(f"epsilons lists a value twice: {value}")
+        return value
+
+    @field_validator("accountant")
+    @classmethod
+    def _accountant(cls, value: str) -> str:
+        if value not in ACCOUNTANTS:
+            raise ValueError(f"unknown accountant {value!r}; choose one of {sorted(ACCOUNTANTS)}")
         return value
 
     @field_validator("delta")
