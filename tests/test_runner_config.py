@@ -12,7 +12,6 @@ import yaml
 
 import runner_toy
 from dpgen_bench.cli import main
-from dpgen_bench.privacy.accounting import ACCOUNTANTS
 from dpgen_bench.runner.config import (
     ConfigFileError,
     apply_override,

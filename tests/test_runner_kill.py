@@ -138,7 +138,7 @@ def test_ctrl_c_stops_promptly_with_one_line_and_a_valid_store(tmp_path, jobs):
     assert stopped_after < 15, f"took {stopped_after:.1f} s to stop"
     assert "Traceback" not in err
     done = len(_records(out))
-    assert f"interrupted; " in err and "rerun to continue" in err
+    assert "interrupted; " in err and "rerun to continue" in err
     assert done < 8, "queued cells must not be started after Ctrl-C"
     df = pd.read_csv(out / "results.csv")  # every finished cell is in results.csv, nothing else
     assert df["cell_key"].nunique() == done and len(df) == 3 * done
