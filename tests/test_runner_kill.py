@@ -28,29 +28,10 @@ def _records(out: Path) -> list[Path]:
 
 
 def test_killed_run_leaves_a_valid_store_and_the_rerun_completes_only_missing_cells(tmp_path):
-    out = tmp_path / "out"
-    config = runner_toy.tiny_config(
-        out,
-        methods=[{"name": "toy-means", "config": {"sleep_s": 1.0}}],
-        epsilons=[1, 2, 5, 10],
-        seeds=[0, 1],
-        evaluation={"metrics": ["accuracy"], "n_samples": 50, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}},
-    )
-    path = tmp_path / "bench.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dpgen_bench", "run", str(path), "--no-progress"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, out = _start_run(tmp_path, 1, [1, 2, 5, 10])
+    config = yaml.safe_load((tmp_path / "bench.yaml").read_text())
     try:
-        deadline = time.monotonic() + 240
-        while len(_records(out)) < 2:  # kill after two of eight cells, while the third is running
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the run made no progress"
-            time.sleep(0.05)
+        _wait_for_records(proc, out, 2)  # kill after two of eight cells, while the third is running
         time.sleep(0.3)  # land somewhere inside the next cell
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
