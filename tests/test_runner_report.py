@@ -10,7 +10,7 @@ import pytest
 import runner_toy
 from dpgen_bench.runner.benchmark import run_benchmark
 from dpgen_bench.runner.config import parse_config
-from dpgen_bench.runner.report import compare_with_reference, reference_dir, run_report
+from dpgen_bench.runner.report import compare_with_reference, reference_dir, run_report, tolerance
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +23,12 @@ def _rows(values: dict[tuple[str, str], float]) -> pd.DataFrame:
 def test_comparison_gives_the_difference_and_judges_it_against_the_measured_seed_spread():
     run = _rows({("a", "acc-logreg"): 0.80, ("b", "acc-logreg"): 0.50})
     ref = _rows({("a", "acc-logreg"): 0.70, ("c", "acc-logreg"): 0.10})
-    cmp = compare_with_reference(run, ref, {("m", 1.0, "acc-logreg"): 0.06})
+    cmp = compare_with_reference(run, ref, {("m", 1.0, "acc-logreg"): tolerance(0.02, 3)})  # ±0.12
     assert len(cmp) == 1  # only cells with the same key (identical settings) are compared
     row = cmp.iloc[0]
     assert row["difference"] == pytest.approx(0.10) and bool(row["within_spread"]) is True
-    strict = compare_with_reference(run, ref, {("m", 1.0, "acc-logreg"): 0.01})
+    assert tolerance(0.02, 3) == pytest.approx(4.303 * 2**0.5 * 0.02, rel=1e-3)  # Student t, 2 dof
+    strict = compare_with_reference(run, ref, {("m", 1.0, "acc-logreg"): tolerance(0.02, 30)})  # ±0.058
     assert bool(strict.iloc[0]["within_spread"]) is False
     assert compare_with_reference(run, ref).iloc[0]["within_spread"] is None  # spread not measured: said so
 

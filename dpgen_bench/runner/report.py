@@ -5,7 +5,9 @@ The reference of a run whose output directory is ``<anything>/NAME`` is ``result
 checkout (e.g. ``runs/default`` → ``results/default``), if it exists and is not the run itself. Cells are
 matched by their key (the hash of the fully resolved config), so only identical settings are compared. A
 difference is judged against the seed-to-seed spread measured for that (method, ε, metric), read from the
-reference's ``seed_spread.csv`` (columns ``method, target_epsilon, metric, std``) where it has one.
+reference's ``seed_spread.csv`` (columns ``method, target_epsilon, metric, std, n_seeds``) where it has one:
+two single runs differ by a value of std √2·σ, and σ is estimated from ``n_seeds`` runs, so the 95 % range is
+±t₀.₉₇₅(n_seeds − 1)·√2·std (Student's t; with 3 seeds t = 4.30).
 """
 
 from __future__ import annotations
@@ -33,17 +35,27 @@ def reference_dir(output_dir: str | Path, repo: Path = REPO) -> Path | None:
     return candidate
 
 
+def tolerance(std: float, n_seeds: int) -> float:
+    """Half-width of the 95 % range of the difference of two single runs, from a std over ``n_seeds`` runs."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, max(int(n_seeds) - 1, 1)) * math.sqrt(2.0) * std)
+
+
 def _spread(reference: Path) -> dict[tuple[str, float, str], float]:
+    """(method, ε, metric) → the tolerance on a difference (see :func:`tolerance`)."""
     path = reference / SPREAD_FILE
     if not path.is_file():
         return {}
     df = pd.read_csv(path)
-    return {(str(r.method), float(r.target_epsilon), str(r.metric)): float(r.std) for r in df.itertuples()}
+    n = df["n_seeds"] if "n_seeds" in df else pd.Series(3, index=df.index)
+    return {(str(r.method), float(r.target_epsilon), str(r.metric)): tolerance(float(r.std), int(k))
+            for r, k in zip(df.itertuples(), n)}
 
 
 def compare_with_reference(run: pd.DataFrame, reference: pd.DataFrame, spread: dict | None = None) -> pd.DataFrame:
     """One row per (cell, metric) present in both, with this run's value, the reference value, the difference
-    and, where a spread is known, whether |difference| ≤ 2 × the seed-to-seed std."""
+    and, where a tolerance is known (``spread``: (method, ε, metric) → tolerance), whether |difference| ≤ it."""
     spread = spread or {}
     cols = ["cell_key", "method", "target_epsilon", "metric", "value"]
     mine = run[(run["status"] == "ok") & run["value"].notna()][cols]
@@ -51,8 +63,8 @@ def compare_with_reference(run: pd.DataFrame, reference: pd.DataFrame, spread: d
     both = mine.merge(theirs, on=["cell_key", "metric"], suffixes=("", "_reference"))
     both["difference"] = both["value"] - both["value_reference"]
     stds = [spread.get((m, float(e), str(k))) for m, e, k in zip(both["method"], both["target_epsilon"], both["metric"])]
-    both["seed_std"] = stds
-    both["within_spread"] = [None if s is None else bool(abs(d) <= 2 * s) for d, s in zip(both["difference"], stds)]
+    both["tolerance"] = stds
+    both["within_spread"] = [None if s is None else bool(abs(d) <= s) for d, s in zip(both["difference"], stds)]
     return both.drop(columns="cell_key").reset_index(drop=True)
 
 
@@ -62,7 +74,8 @@ def _comparison_text(cmp: pd.DataFrame, reference: Path) -> str:
     lines = [f"Compared with the committed reference run ({reference}), same cells:", ""]
     for r in cmp.itertuples():
         verdict = "spread not measured" if r.within_spread is None else (
-            f"within 2×seed std ({r.seed_std:.3g})" if r.within_spread else f"OUTSIDE 2×seed std ({r.seed_std:.3g})")
+            f"within the run-to-run range ±{r.tolerance:.3g}" if r.within_spread
+            else f"OUTSIDE the run-to-run range ±{r.tolerance:.3g}")
         lines.append(f"  {r.method} ε={eps_label(float(r.target_epsilon))} {r.metric}: {r.value:.4g} vs "
                      f"{r.value_reference:.4g} (Δ {r.difference:+.3g}; {verdict})")
     return "\n".join(lines) + "\n"
