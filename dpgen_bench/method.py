@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .data.types import DatasetInfo, ImageDataset
+from .files import write_atomic
 from .privacy.budget import PrivacyBudget
 from .privacy.ledger import PrivacyLedger
 
@@ -219,7 +220,7 @@ class GenerativeMethod(ABC):
         tmp = directory / "state.pt.tmp"
         torch.save(self.checkpoint_state(), tmp)
         tmp.replace(directory / "state.pt")
-        (directory / "method.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        write_atomic(directory / "method.json", json.dumps(meta, indent=2, sort_keys=True))
         return directory
 
     @classmethod

@@ -24,12 +24,13 @@ import hashlib
 import json
 import os
 import socket
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+
+from ..files import write_atomic
 
 RESULTS_CSV = "results.csv"
 CELLS_DIR = "cells"
@@ -93,24 +94,6 @@ COLUMNS = [
     "finished_at",
 ]
 """Columns of ``results.csv`` (DESIGN.md §9), in order."""
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see either the old or the complete new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        with open(tmp, mode) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _json_default(value: Any) -> Any:
