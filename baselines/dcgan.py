@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from opacus.validators import ModuleValidator
 from torch import nn
 
 from .per_sample_conv import PerSampleConv2d
@@ -143,6 +142,8 @@ def validate_private_discriminator(module: nn.Module) -> None:
     layer keeps running statistics (they mix examples and leak through buffers), no spectral norm is
     attached, and no activation works in place (Opacus's backward hooks need the original activations).
     """
+    from opacus.validators import ModuleValidator
+
     problems: list[str] = _batch_coupling_problems(module)
     for name, sub in module.named_modules():
         label = f"{name or '<root>'} ({type(sub).__name__})"

@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from opacus import PrivacyEngine
-from opacus.optimizers import DPOptimizer
 from pydantic import Field, field_validator
 from torch import nn
 from torch.utils.data import DataLoader
@@ -59,7 +57,11 @@ from dpgen_bench.privacy.noise import public_generator, release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_steps
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
-from .per_sample_conv import skip_batch_weight_grads
+from .per_sample_conv import register_with_opacus, skip_batch_weight_grads
+
+if TYPE_CHECKING:
+    from opacus import PrivacyEngine
+    from opacus.optimizers import DPOptimizer
 
 
 def make_private_discriminator(
@@ -82,6 +84,9 @@ def make_private_discriminator(
     (:func:`skip_batch_weight_grads`). ``noise_generator`` draws the gradient noise; None means a fresh one
     seeded from OS entropy (:func:`dpgen_bench.privacy.noise.release_generator`), never the public run seed.
     """
+    from opacus import PrivacyEngine  # imported on use: importing the baselines stays cheap
+
+    register_with_opacus()
     if noise_generator is None:
         noise_generator = release_generator(next(D.parameters()).device)
     with warnings.catch_warnings():

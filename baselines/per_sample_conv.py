@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from opacus.grad_sample import register_grad_sampler
 from torch import nn
 
 
@@ -53,7 +52,6 @@ class PerSampleConv2d(nn.Conv2d):
         return out + self.bias.view(1, -1, 1, 1)
 
 
-@register_grad_sampler(PerSampleConv2d)
 def per_sample_conv2d_grads(
     layer: PerSampleConv2d, activations: list[torch.Tensor], backprops: torch.Tensor
 ) -> dict[nn.Parameter, torch.Tensor]:
@@ -87,6 +85,22 @@ def per_sample_conv2d_grads(
     if layer.bias is not None and layer.bias.requires_grad:
         ret[layer.bias] = backprops.sum(dim=(2, 3))
     return ret
+
+
+_REGISTERED = False
+
+
+def register_with_opacus() -> None:
+    """Make :func:`per_sample_conv2d_grads` Opacus's grad sampler for :class:`PerSampleConv2d` (idempotent).
+
+    Done on first use rather than at import, so that importing the baselines (e.g. ``dpgen-bench list``)
+    does not pay for importing Opacus; :func:`~.dp_gan.make_private_discriminator` calls it."""
+    global _REGISTERED
+    if not _REGISTERED:
+        from opacus.grad_sample import register_grad_sampler
+
+        register_grad_sampler(PerSampleConv2d)(per_sample_conv2d_grads)
+        _REGISTERED = True
 
 
 def skip_batch_weight_grads(module: nn.Module) -> int:

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from dpgen_bench.features import get_extractor
 from dpgen_bench.method import Capabilities, MethodConfig, build_config
 
 from .generator_method import ReleaseOnceMethod
@@ -103,6 +102,8 @@ class DPMEPF(ReleaseOnceMethod):
     @property
     def extractor(self):
         if self._extractor is None:
+            from dpgen_bench.features import get_extractor  # on use: listing methods stays cheap
+
             self._extractor = get_extractor(self.config.extractor, self.device, **self.config.extractor_options)
         return self._extractor
 

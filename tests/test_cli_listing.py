@@ -151,3 +151,11 @@ def test_list_into_a_closed_pipe_ends_quietly_without_a_traceback():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_listing_methods_does_not_import_opacus_or_the_feature_extractors():
+    """`dpgen-bench list` needs the method classes (torch), not what they use only when training."""
+    code = ("import sys\nfrom dpgen_bench.cli import main\nmain(['list'])\n"
+            "print('opacus' in sys.modules, 'dpgen_bench.features' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False False"
