@@ -279,3 +279,10 @@ def test_delta_rule_needs_a_declared_integer_size():
         PrivacyBudget.from_rule(1.0, 2)
     with pytest.raises(ValueError, match="declared size"):
         PrivacyBudget.from_rule(1.0, 40.5)
+
+
+def test_budget_from_a_config_delta_setting_is_the_value_or_the_rule():
+    assert PrivacyBudget.from_setting(1.0, 1e-5, 4000, "rdp") == PrivacyBudget(1.0, 1e-5, "fixed", "rdp")
+    assert PrivacyBudget.from_setting(1.0, "1/(n ln n)", 4000) == PrivacyBudget.from_rule(1.0, 4000)
+    with pytest.raises(ValueError, match="or the rule"):
+        PrivacyBudget.from_setting(1.0, "1/n", 4000)

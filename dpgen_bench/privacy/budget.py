@@ -65,6 +65,17 @@ class PrivacyBudget:
         n = int(nominal_size)
         return cls(epsilon, 1.0 / (n * math.log(n)), DELTA_RULE, accountant)
 
+    @classmethod
+    def from_setting(cls, epsilon: float, delta: float | str, nominal_size: int,
+                     accountant: str = DEFAULT_ACCOUNTANT) -> "PrivacyBudget":
+        """The budget of a config's ``delta`` setting: a value in (0, 1), or the rule :data:`DELTA_RULE`
+        applied to the declared size ``nominal_size``."""
+        if isinstance(delta, str):
+            if delta != DELTA_RULE:
+                raise ValueError(f"delta must be a value in (0, 1) or the rule {DELTA_RULE!r}, got {delta!r}")
+            return cls.from_rule(epsilon, nominal_size, accountant)
+        return cls(epsilon, float(delta), "fixed", accountant)
+
     def admits(self, spent: float) -> bool:
         """Whether a recomputed spend ``spent`` stays within ε (up to :data:`SPEND_RTOL`); False for NaN."""
         return bool(spent <= self.epsilon * (1.0 + SPEND_RTOL))

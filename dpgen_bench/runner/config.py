@@ -417,12 +417,8 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
     for eps in config.epsilons:
         if math.isinf(eps):
             continue
-        if isinstance(config.delta, str):
-            budget = PrivacyBudget.from_rule(eps, n_hat, config.accountant)
-        else:
-            budget = PrivacyBudget(eps, config.delta, "fixed", config.accountant)
         try:
-            calibrate(plan, budget)
+            calibrate(plan, PrivacyBudget.from_setting(eps, config.delta, n_hat, config.accountant))
         except CalibrationError as exc:
             raise ConfigFileError(f"epsilons: ε={eps:g} is unreachable for {where}: {exc}") from None
 

@@ -187,9 +187,7 @@ def load_cell_splits(cell: Cell):
 
 def budget_for(cell: Cell, nominal_train_size: int) -> PrivacyBudget:
     """The cell's budget, carrying its accountant; the δ rule uses the *declared* train size n̂."""
-    if isinstance(cell.delta, str):
-        return PrivacyBudget.from_rule(cell.epsilon, nominal_train_size, cell.accountant)
-    return PrivacyBudget(cell.epsilon, float(cell.delta), "fixed", cell.accountant)
+    return PrivacyBudget.from_setting(cell.epsilon, cell.delta, nominal_train_size, cell.accountant)
 
 
 def check_spend(spent: float, ledger: PrivacyLedger, budget: PrivacyBudget, method: str) -> None:
