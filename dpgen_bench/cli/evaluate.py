@@ -34,21 +34,17 @@ def _evaluate(args) -> int:
 
     from . import UsageError
     from ..data import DatasetUnavailableError, UnknownDatasetError
-    from ..runner.config import ConfigFileError, EvaluationSpec, check_metrics_names, check_output_dir
-    from ..runner.external import SamplesError, evaluate_external, load_samples
+    from ..runner.config import ConfigFileError, check_metrics_names, check_output_dir
+    from ..runner.external import SamplesError, evaluate_external
     from ..runner.report import run_report
     from ..runner.store import StoreLockedError
-    from ..data import dataset_spec
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     try:
         check_output_dir(args.output_dir)
         check_metrics_names(metrics)
-        info = dataset_spec(args.dataset).info
-        images, _, _ = load_samples(args.samples, info.shape)
-        evaluation = EvaluationSpec(metrics=metrics, n_samples=len(images)).model_dump(mode="json")
         record = evaluate_external(
-            args.samples, dataset=args.dataset, label=args.label or _name(args.samples), evaluation=evaluation,
+            args.samples, dataset=args.dataset, label=args.label or _name(args.samples), metrics=metrics,
             output_dir=args.output_dir, claimed_epsilon=args.epsilon, split_seed=args.split_seed,
             test_fraction=args.test_fraction, data_dir=args.data_dir, device=args.device,
         )

@@ -106,7 +106,7 @@ def evaluate_external(
     *,
     dataset: str,
     label: str,
-    evaluation: dict[str, Any],
+    metrics: list[str],
     output_dir: str | Path,
     claimed_epsilon: float = float("inf"),
     split_seed: int = 0,
@@ -115,12 +115,14 @@ def evaluate_external(
     device: str = "cpu",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate ``samples`` against the test split of ``dataset`` and store them as one finished cell of a
-    results directory (record, ``results.csv``, samples, grid). Returns the record."""
+    """Evaluate ``samples`` with ``metrics`` (every sample counts) against the test split of ``dataset`` and
+    store them as one finished cell of a results directory (record, ``results.csv``, samples, grid)."""
     from ..data import load_splits
+    from .config import EvaluationSpec
 
     splits = load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir)
     images, labels, labelled = load_samples(samples, splits.info.shape)
+    evaluation = EvaluationSpec(metrics=metrics, n_samples=max(len(images), 1)).model_dump(mode="json")
     if labelled and (int(labels.max()) >= splits.info.num_classes):
         raise SamplesError(f"{samples}: labels go up to {int(labels.max())}, {dataset!r} has {splits.info.num_classes} classes")
     key = config_hash({"external": _digest(images, labels), "dataset": dataset, "split_seed": split_seed,
