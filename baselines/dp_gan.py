@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dpgen_bench.context import RunContext
 from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
 from dpgen_bench.method import Capabilities, GenerativeMethod, GradientProbe, MethodConfig
@@ -139,7 +140,6 @@ class DPGANConfig(MethodConfig):
     z_dim: int = Field(100, ge=1, le=4096, description="generator noise dimension")
     g_width: int = Field(64, ge=4, le=1024, description="generator channels at full resolution")
     d_width: int = Field(32, ge=4, le=1024, description="discriminator channels after the first conv")
-    progress: bool = Field(True, description="show a progress bar over training steps (display only)")
     grad_sample_mode: Literal["hooks", "functorch"] = Field(
         "hooks", description="how Opacus computes per-sample gradients (both keep the pair semantics); hooks is "
         "the faster on CPU and also skips the batch weight gradient DP-SGD discards"
@@ -160,7 +160,7 @@ class _BaseDPGAN(GenerativeMethod):
     conditional: ClassVar[bool] = False
     config: DPGANConfig
     conformance_config: ClassVar[dict[str, Any]] = {
-        "epochs": 1, "batch_size": 16, "g_width": 8, "d_width": 8, "z_dim": 8, "progress": False,
+        "epochs": 1, "batch_size": 16, "g_width": 8, "d_width": 8, "z_dim": 8,
     }
 
     def __init__(
@@ -168,9 +168,9 @@ class _BaseDPGAN(GenerativeMethod):
         config: DPGANConfig | dict[str, Any] | None,
         info: DatasetInfo,
         seed: int = 0,
-        device: str | torch.device = "cpu",
+        context: RunContext | None = None,
     ) -> None:
-        super().__init__(config, info, seed=seed, device=device)
+        super().__init__(config, info, seed=seed, context=context)
         if self.conditional and info.num_classes < 2:
             raise ValueError(f"{self.name or type(self).__name__} needs >= 2 classes, dataset has {info.num_classes}")
         with torch.random.fork_rng(devices=[]):
@@ -271,7 +271,7 @@ class _BaseDPGAN(GenerativeMethod):
         step = 0
         try:
             with tqdm(total=total_steps, desc=f"{self.name or type(self).__name__} steps", leave=False,
-                      disable=not cfg.progress) as bar:
+                      disable=not self.context.progress) as bar:
                 batches = iter(loader)
                 while step < total_steps:
                     try:
@@ -381,39 +381,16 @@ class _BaseDPGAN(GenerativeMethod):
 
     # -- sampling and checkpoints -----------------------------------------------------------------
     @torch.no_grad()
-    def sample(
-        self, n: int, labels: torch.Tensor | None = None, seed: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` images in [0, 1] (CPU, NCHW) from the EMA generator if enabled, else G.
-
-        ``dp-cgan``: class-balanced labels unless ``labels`` (int64, shape (n,)) is given.
-        ``dp-gan`` is unconditional: ``labels`` must be None and the returned labels are all -1.
-        """
-        if isinstance(n, bool) or int(n) != n or n < 0:
-            raise ValueError(f"n must be an integer >= 0, got {n!r}")
-        n = int(n)
-        gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
-        if self.conditional:
-            if labels is None:
-                labels = self.balanced_labels(n, gen)
-            labels = torch.as_tensor(labels).long().cpu()
-            if labels.shape != (n,):
-                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-            if n and (labels.min() < 0 or labels.max() >= self.info.num_classes):
-                raise ValueError(f"labels must be in [0, {self.info.num_classes}), got range "
-                                 f"[{int(labels.min())}, {int(labels.max())}]")
-        elif labels is not None:
-            raise ValueError(f"{self.name} is unconditional: sample() takes no labels")
+    def generate(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        """From the EMA generator if enabled, else G; ``labels`` condition dp-cgan and are None for dp-gan."""
         net = self.ema if self.ema is not None else self.generator
         net.eval()
-        z = torch.randn(n, self.config.z_dim, generator=gen)
+        z = torch.randn(n, self.config.z_dim, generator=generator)
         out = []
         for i in range(0, n, 500):
-            lab = labels[i:i + 500].to(self.device) if self.conditional else None
+            lab = labels[i:i + 500].to(self.device) if labels is not None else None
             out.append(net(z[i:i + 500].to(self.device), lab).float().clamp_(0, 1).cpu())
-        images = torch.cat(out) if out else torch.empty(0, *self.info.shape)
-        out_labels = labels if self.conditional else torch.full((n,), -1, dtype=torch.long)
-        return images, out_labels
+        return torch.cat(out) if out else torch.empty(0, *self.info.shape)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Generator (and EMA) weights plus the privacy parameters used; no private data."""

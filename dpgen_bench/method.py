@@ -2,15 +2,19 @@
 
 Life of a method in the runner::
 
-    method = MethodClass(config, info, seed=0, device="cpu")
+    method = MethodClass(config, info, seed=0, context=RunContext(device="cpu"))
     method.fit(train, budget, ledger)        # private data touched only here
     images, labels = method.sample(n)        # images in [0, 1], NCHW float
     method.save(dir);  MethodClass.load(dir) # sampling needs no private data
+
+A subclass implements :meth:`GenerativeMethod.fit`, :meth:`GenerativeMethod.generate` (``sample`` checks the
+inputs once for every method and calls it), and the two checkpoint hooks.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from typing import Any, ClassVar, Mapping, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .context import RunContext
 from .data.types import DatasetInfo, ImageDataset
 from .files import write_atomic
 from .privacy.budget import PrivacyBudget
@@ -120,7 +125,9 @@ class GenerativeMethod(ABC):
     """Base class for a DP image generator.
 
     Subclasses set ``name``, ``Config`` (a :class:`MethodConfig` subclass) and ``capabilities``, and
-    implement :meth:`fit`, :meth:`sample`, :meth:`checkpoint_state` and :meth:`load_checkpoint_state`.
+    implement :meth:`fit`, :meth:`generate`, :meth:`checkpoint_state` and :meth:`load_checkpoint_state`.
+    ``self.context`` (a :class:`~dpgen_bench.context.RunContext`) says where to run and whether to show
+    progress; ``self.device`` is its device.
     """
 
     name: ClassVar[str] = ""
@@ -144,13 +151,16 @@ class GenerativeMethod(ABC):
         config: MethodConfig | Mapping[str, Any] | None,
         info: DatasetInfo,
         seed: int = 0,
-        device: str | torch.device = "cpu",
+        context: RunContext | None = None,
     ) -> None:
         self.config = build_config(self.Config, config)
         self.capabilities.check(info)
         self.info = info
         self.seed = int(seed)
-        self.device = torch.device(device)
+        self.context = context if context is not None else RunContext()
+        if not isinstance(self.context, RunContext):
+            raise TypeError(f"context must be a RunContext, got {type(self.context).__name__}")
+        self.device = torch.device(self.context.device)
 
     # -- the life cycle -------------------------------------------------------------------------
     @abstractmethod
@@ -161,14 +171,41 @@ class GenerativeMethod(ABC):
         recorded in ``ledger``. ``budget.epsilon == inf`` means a non-private reference run.
         """
 
-    @abstractmethod
     def sample(
         self, n: int, labels: torch.Tensor | None = None, seed: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` images (float, [0, 1], NCHW, on CPU) and their int64 labels.
+        """``n`` images (float32, [0, 1], NCHW, on CPU) and their int64 labels (-1 for an unlabelled model).
 
-        ``labels=None`` draws class-balanced labels. A fixed ``seed`` gives identical samples.
+        ``labels=None`` draws class-balanced labels (labelled models); given labels must have shape (n,)
+        and lie in [0, num_classes). ``seed`` (default: the method's seed) fixes labels and noise, so
+        equal seeds give identical samples. Checks the inputs and the output, and calls :meth:`generate`.
         """
+        if isinstance(n, bool) or not hasattr(n, "__index__") or operator.index(n) < 0:
+            raise ValueError(f"n must be an integer >= 0, got {n!r}")
+        n = operator.index(n)
+        generator = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+        if labels is not None:
+            if not self.samples_labelled:
+                raise ValueError(f"{self.name or type(self).__name__} was trained unlabelled: sample() takes no labels")
+            labels = torch.as_tensor(labels).long().cpu()
+            k = self.info.num_classes
+            if labels.shape != (n,):
+                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+            if n and (int(labels.min()) < 0 or int(labels.max()) >= k):
+                raise ValueError(f"labels must be in [0, {k}), got range [{int(labels.min())}, {int(labels.max())}]")
+        elif self.samples_labelled:
+            labels = self.balanced_labels(n, generator)
+        images = self.generate(n, labels, generator)
+        if not isinstance(images, torch.Tensor) or tuple(images.shape) != (n, *self.info.shape):
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise RuntimeError(f"{type(self).__name__}.generate({n}) returned {got}, expected {(n, *self.info.shape)}")
+        out_labels = labels if labels is not None else torch.full((n,), -1, dtype=torch.long)
+        return images.detach().to("cpu", torch.float32), out_labels
+
+    @abstractmethod
+    def generate(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images (NCHW, values in [0, 1]) for the checked ``labels`` ((n,) int64 on CPU, or None for an
+        unlabelled model), drawing all randomness from ``generator`` (CPU)."""
 
     @abstractmethod
     def checkpoint_state(self) -> dict[str, Any]:
@@ -224,7 +261,7 @@ class GenerativeMethod(ABC):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "GenerativeMethod":
+    def load(cls, directory: str | Path, context: RunContext | None = None) -> "GenerativeMethod":
         """Rebuild a method from :meth:`save`'s output (tensors loaded with ``weights_only=True``)."""
         directory = Path(directory)
         meta = json.loads((directory / "method.json").read_text())
@@ -232,7 +269,7 @@ class GenerativeMethod(ABC):
             raise ValueError(f"checkpoint in {directory} is for method {meta['method']!r}, not {cls.name!r}")
         info = meta["info"]
         info["class_names"] = tuple(info.get("class_names", ()))
-        method = cls(meta["config"], DatasetInfo(**info), seed=meta["seed"], device=device)
+        method = cls(meta["config"], DatasetInfo(**info), seed=meta["seed"], context=context)
         state = torch.load(directory / "state.pt", map_location=method.device, weights_only=True)
         method.load_checkpoint_state(state)
         return method

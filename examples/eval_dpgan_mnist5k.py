@@ -24,6 +24,7 @@ import time
 import torch
 
 from dpgen_bench.allocator import retain_freed_memory
+from dpgen_bench.context import RunContext
 from dpgen_bench.data import ImageDataset, load_splits
 from dpgen_bench.metrics import compute_metrics
 from dpgen_bench.metrics.accuracy import logreg_accuracy
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     splits = load_splits("mnist-5k", seed=0, test_fraction=0.2)
     cls = DPCGAN if args.method == "dp-cgan" else DPGAN
-    method = cls({"progress": False, **json.loads(args.config)}, splits.info, seed=args.seed, device=args.device)
+    method = cls(json.loads(args.config), splits.info, seed=args.seed, context=RunContext(device=args.device, progress=False))
     budget = PrivacyBudget(args.epsilon, args.delta)
     ledger = PrivacyLedger()
     t0, c0 = time.perf_counter(), time.process_time()

@@ -21,11 +21,11 @@ from tqdm.auto import tqdm
 
 from dpgen_bench.method import Capabilities, MethodConfig, build_config
 
-from .generator_method import ReleaseOnceMethod
+from .generator_method import ReleaseOnceConfig, ReleaseOnceMethod
 from .mean_embedding import ReleasedEmbedding, normalise_rows
 
 
-class DPMEPFConfig(MethodConfig):
+class DPMEPFConfig(ReleaseOnceConfig):
     """DP-MEPF hyper-parameters. Defaults train mnist-5k in a few minutes on 2 CPU cores; the paper's
     settings are in :data:`PAPER_PRESETS`."""
 
@@ -34,15 +34,8 @@ class DPMEPFConfig(MethodConfig):
     extractor_options: dict[str, Any] = Field(default_factory=dict)
     """Passed to ``get_extractor`` (e.g. ``{"layers": "all"}``)."""
     moments: Literal["phi1", "phi1+phi2"] = "phi1+phi2"
-    labelled: bool = True
-    """Class-conditional (per-class embeddings) or one embedding for all data."""
     sum_norm: float = Field(1.0, gt=0)
     """C: every per-example embedding (each moment) has L2 norm exactly C."""
-    count_noise_ratio: float = Field(2.0, gt=0)
-    """Count noise std = ratio × σ (σ = sums' noise multiplier); see mean_embedding's allocation note."""
-    generator: Literal["auto", "conv", "resnet"] = "auto"
-    z_dim: int | None = Field(None, ge=1)
-    """Noise dimension; None = generator default (90 conv, 100 ResNet)."""
     steps: int = Field(1000, ge=1)
     batch_size: int = Field(100, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -53,8 +46,6 @@ class DPMEPFConfig(MethodConfig):
     beta2: float = Field(0.999, ge=0, lt=1)
     lr_decay: float = Field(0.5, gt=0, le=1)
     """Generator lr is multiplied by this factor, spread geometrically over training (1 = constant)."""
-    embed_batch_size: int = Field(200, ge=1)
-    progress: bool = True
 
 
 PAPER_PRESETS: dict[str, dict[str, Any]] = {
@@ -74,7 +65,7 @@ class DPMEPF(ReleaseOnceMethod):
     capabilities: ClassVar[Capabilities] = Capabilities(labelled=True, unlabelled=True, channels=(1, 3))
 
     conformance_config: ClassVar[dict[str, Any]] = {
-        "extractor": "random-cnn", "steps": 2, "batch_size": 10, "embed_batch_size": 64, "progress": False,
+        "extractor": "random-cnn", "steps": 2, "batch_size": 10, "embed_batch_size": 64,
     }
 
     @classmethod
@@ -93,10 +84,13 @@ class DPMEPF(ReleaseOnceMethod):
             raise KeyError(f"unknown DP-MEPF preset {name!r}; available: {sorted(PAPER_PRESETS)}")
         return build_config(DPMEPFConfig, {**PAPER_PRESETS[name], **overrides})  # type: ignore[return-value]
 
-    def __init__(self, config, info, seed: int = 0, device="cpu") -> None:
-        super().__init__(config, info, seed=seed, device=device)
+    def __init__(self, config, info, seed: int = 0, context=None) -> None:
+        super().__init__(config, info, seed=seed, context=context)
         self._extractor = None
-        self.history: dict[str, Any] = {}
+
+    @property
+    def sum_norm(self) -> float:
+        return float(self.config.sum_norm)
 
     # -- embedding (identical for real and generated images) ---------------------------------------------
     @property
@@ -129,7 +123,7 @@ class DPMEPF(ReleaseOnceMethod):
         gen = torch.Generator().manual_seed(self.seed + 1)
         self.generator.train()
         losses = []
-        for step in tqdm(range(steps), desc=f"{self.name} generator", disable=not cfg.progress):
+        for step in tqdm(range(steps), desc=f"{self.name} generator", disable=not self.context.progress):
             loss = self.training_step(real, ma, opt_g, opt_m, k_classes, gen)
             sched.step()
             if step % 50 == 0 or step == steps - 1:

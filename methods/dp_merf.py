@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 
 from dpgen_bench.method import Capabilities, MethodConfig
 
-from .generator_method import ReleaseOnceMethod
+from .generator_method import ReleaseOnceConfig, ReleaseOnceMethod
 from .generators import ConditionalGenerator, ConvCondGenerator, build_generator
 from .mean_embedding import ReleasedEmbedding
 
 
-class DPMERFConfig(MethodConfig):
+class DPMERFConfig(ReleaseOnceConfig):
     """DP-MERF hyper-parameters (published MNIST defaults)."""
 
     n_features: int = Field(1000, ge=2)
@@ -37,9 +37,6 @@ class DPMERFConfig(MethodConfig):
     """σ²_rff: squared kernel length-scale in flattened-pixel space ([0, 1] pixels); frequencies ~ N(0, 1/σ²)."""
     rff_seed: int | None = None
     """Public seed of the frequencies; None uses the method seed."""
-    labelled: bool = True
-    count_noise_ratio: float = Field(2.0, gt=0)
-    """Count noise std = ratio × σ (see :mod:`.mean_embedding`)."""
     generator: Literal["auto", "conv", "resnet"] = "conv"
     z_dim: int | None = Field(5, ge=1)
     hidden: int = Field(200, ge=1)
@@ -50,7 +47,6 @@ class DPMERFConfig(MethodConfig):
     lr_decay: float = Field(0.59, gt=0, le=1)
     """Total lr decay factor over training, applied geometrically (0.9⁵ ≈ 0.59 as published)."""
     embed_batch_size: int = Field(500, ge=1)
-    progress: bool = True
 
     @field_validator("n_features")
     @classmethod
@@ -66,20 +62,19 @@ class DPMERF(ReleaseOnceMethod):
     name: ClassVar[str] = "dp-merf"
     Config: ClassVar[type[MethodConfig]] = DPMERFConfig
     capabilities: ClassVar[Capabilities] = Capabilities(labelled=True, unlabelled=True, channels=(1, 3))
-    conformance_config: ClassVar[dict[str, Any]] = {"n_features": 50, "steps": 2, "batch_size": 10, "progress": False}
+    conformance_config: ClassVar[dict[str, Any]] = {"n_features": 50, "steps": 2, "batch_size": 10}
 
     @classmethod
     def num_moments(cls, config: DPMERFConfig) -> int:
         return 1  # the random Fourier features
 
-    def __init__(self, config, info, seed: int = 0, device="cpu") -> None:
-        super().__init__(config, info, seed=seed, device=device)
+    def __init__(self, config, info, seed: int = 0, context=None) -> None:
+        super().__init__(config, info, seed=seed, context=context)
         rff_seed = self.seed if self.config.rff_seed is None else self.config.rff_seed
         gen = torch.Generator().manual_seed(rff_seed)
         d_in = info.channels * info.height * info.width
         w = torch.randn(self.config.n_features // 2, d_in, generator=gen) / self.config.rff_sigma2**0.5
         self.frequencies = w.to(self.device)
-        self.history: dict[str, Any] = {}
 
     def _build_generator(self) -> ConditionalGenerator:
         cfg = self.config
@@ -106,7 +101,7 @@ class DPMERF(ReleaseOnceMethod):
         gen = torch.Generator().manual_seed(self.seed + 1)
         self.generator.train()
         losses = []
-        for step in tqdm(range(steps), desc=f"{self.name} generator", disable=not cfg.progress):
+        for step in tqdm(range(steps), desc=f"{self.name} generator", disable=not self.context.progress):
             labels = self._batch_labels(cfg.batch_size, gen)
             fake = self.generator(self.generator.sample_noise(cfg.batch_size, gen, self.device), labels)
             phi = self.embed(fake)["rff"]

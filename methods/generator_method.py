@@ -1,32 +1,69 @@
-"""What DP-MEPF and DP-MERF share: the release-once ``fit``, the generator, sampling and checkpoints."""
+"""What DP-MEPF and DP-MERF share: the release-once ``fit``, the generator, sampling and checkpoints.
+
+Contracts: a :class:`GeneratorMethod` has a config derived from :class:`GeneratorConfig`; a
+:class:`ReleaseOnceMethod` one derived from :class:`ReleaseOnceConfig` and implements the three abstract hooks
+:meth:`~ReleaseOnceMethod.num_moments`, :meth:`~ReleaseOnceMethod.embed` and
+:meth:`~ReleaseOnceMethod.train_generator`.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from abc import abstractmethod
+from typing import Any, ClassVar, Literal, Mapping
 
 import torch
+from pydantic import Field
 
 from dpgen_bench.data.types import ImageDataset
-from dpgen_bench.method import GenerativeMethod
+from dpgen_bench.method import GenerativeMethod, MethodConfig
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import gaussian_releases_plan
 from dpgen_bench.privacy.ledger import PrivacyLedger
 
 from .generators import ConditionalGenerator, build_generator
-from .mean_embedding import ReleasedEmbedding, release_mean_embedding, release_sensitivities
+from .mean_embedding import ReleasedEmbedding, ReleaseSpec, release_mean_embedding, release_sensitivities
+
+
+class GeneratorConfig(MethodConfig):
+    """Config fields every generator method has (subclasses may change the defaults)."""
+
+    labelled: bool = True
+    """Class-conditional generator (trained per class) or one for all data."""
+    generator: Literal["auto", "conv", "resnet"] = "auto"
+    """Architecture (:func:`methods.generators.build_generator`)."""
+    z_dim: int | None = Field(None, ge=1)
+    """Noise dimension; None = the generator's default."""
+
+
+class ReleaseOnceConfig(GeneratorConfig):
+    """Config fields of a release-once method."""
+
+    count_noise_ratio: float = Field(2.0, gt=0)
+    """Count noise std = ratio × σ (σ = the sums' noise multiplier); see mean_embedding's allocation note."""
+    embed_batch_size: int = Field(200, ge=1)
+    """Private examples embedded per batch (memory only; the release does not depend on it)."""
 
 
 class GeneratorMethod(GenerativeMethod):
     """A method whose sampler is one conditional (or unconditional) generator network.
 
-    Subclass configs must have ``generator`` (``"auto"``, ``"conv"``, ``"resnet"``), ``z_dim`` (int or
-    None for the generator's default) and ``labelled`` (bool). ``self.generator`` is built in ``__init__``
-    (fresh weights from the public seed), so a loaded checkpoint can sample without the private data.
+    ``Config`` derives from :class:`GeneratorConfig`. ``self.generator`` is built in ``__init__`` (fresh
+    weights from the public seed), so a loaded checkpoint can sample without the private data.
     """
 
-    def __init__(self, config, info, seed: int = 0, device: str | torch.device = "cpu") -> None:
-        super().__init__(config, info, seed=seed, device=device)
+    Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    config: GeneratorConfig
+    sample_batch_size: ClassVar[int] = 500
+    """Images generated per forward pass in :meth:`generate` (memory only)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not issubclass(cls.Config, GeneratorConfig):
+            raise TypeError(f"{cls.__name__}.Config must derive from GeneratorConfig, got {cls.Config.__name__}")
+
+    def __init__(self, config, info, seed: int = 0, context=None) -> None:
+        super().__init__(config, info, seed=seed, context=context)
         # Generator initialisation is a function of the public seed only (without touching the global RNG).
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -50,44 +87,19 @@ class GeneratorMethod(GenerativeMethod):
         return self.balanced_labels(n, gen).to(self.device)
 
     @torch.no_grad()
-    def sample(
-        self, n: int, labels: torch.Tensor | None = None, seed: int | None = None, batch_size: int = 500
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` images in [0, 1] (CPU, NCHW) and labels; unlabelled models return labels of -1.
-
-        ``labels=None`` draws class-balanced labels; ``seed`` fixes noise and labels (default: the
-        method's seed), so equal seeds give bit-identical samples.
-        """
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
-        if labels is not None:
-            if not self.config.labelled:
-                raise ValueError(f"{self.name} was trained unlabelled (labelled=False): it cannot take labels")
-            labels = torch.as_tensor(labels, dtype=torch.long).cpu()
-            if labels.shape != (n,):
-                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-            k = self.info.num_classes
-            if n and (int(labels.min()) < 0 or int(labels.max()) >= k):
-                raise ValueError(f"labels must be in [0, {k}), got {labels.unique().tolist()}")
-        elif self.config.labelled:
-            labels = self.balanced_labels(n, gen)
+    def generate(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         was_training = self.generator.training
         self.generator.eval()
         images = []
         try:
-            for start in range(0, n, batch_size):
-                m = min(batch_size, n - start)
-                z = self.generator.sample_noise(m, gen, self.device)
+            for start in range(0, n, self.sample_batch_size):
+                m = min(self.sample_batch_size, n - start)
+                z = self.generator.sample_noise(m, generator, self.device)
                 y = labels[start : start + m].to(self.device) if labels is not None else None
                 images.append(self.generator(z, y).float().cpu())
         finally:
             self.generator.train(was_training)
-        c, h, w = self.info.shape
-        out = torch.cat(images) if images else torch.empty(0, c, h, w)
-        if labels is None:
-            labels = torch.full((n,), -1, dtype=torch.long)
-        return out.clamp_(0.0, 1.0), labels
+        return torch.cat(images).clamp_(0.0, 1.0) if images else torch.empty(0, *self.info.shape)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"generator": self.generator.state_dict(), "release": dict(self.release_summary)}
@@ -100,15 +112,26 @@ class GeneratorMethod(GenerativeMethod):
 class ReleaseOnceMethod(GeneratorMethod):
     """A generator trained to match a noisy mean embedding released once (DP-MEPF, DP-MERF).
 
-    Subclasses implement :meth:`embed` (images → {moment: per-example embeddings of norm ``sum_norm``}) and
-    :meth:`train_generator` (post-processing of the release only). Configs also need ``count_noise_ratio``,
-    ``embed_batch_size`` and ``progress``; the accountant comes with the budget.
+    ``Config`` derives from :class:`ReleaseOnceConfig`; the accountant comes with the budget. Subclasses
+    implement the three hooks below; :attr:`sum_norm` is 1 unless they override it.
     """
 
+    Config: ClassVar[type[ReleaseOnceConfig]] = ReleaseOnceConfig
+    config: ReleaseOnceConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not issubclass(cls.Config, ReleaseOnceConfig):
+            raise TypeError(f"{cls.__name__}.Config must derive from ReleaseOnceConfig, got {cls.Config.__name__}")
+
+    def __init__(self, config, info, seed: int = 0, context=None) -> None:
+        super().__init__(config, info, seed=seed, context=context)
+        self.history: dict[str, Any] = {}
+
     @classmethod
-    def num_moments(cls, config) -> int:  # pragma: no cover - abstract
+    @abstractmethod
+    def num_moments(cls, config: ReleaseOnceConfig) -> int:
         """How many embedded vectors (moments) are released per example with ``config``."""
-        raise NotImplementedError
 
     @classmethod
     def privacy_plan(cls, config, nominal_size: int):
@@ -117,23 +140,25 @@ class ReleaseOnceMethod(GeneratorMethod):
 
     @property
     def sum_norm(self) -> float:
-        """C: the norm of every per-example embedding, i.e. each moment's L2 sensitivity."""
-        return float(getattr(self.config, "sum_norm", 1.0))
+        """C > 0: the norm of every per-example embedding, i.e. each moment's L2 sensitivity."""
+        return 1.0
 
-    def embed(self, images: torch.Tensor) -> Mapping[str, torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def embed(self, images: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """Images (N, C, H, W) in [0, 1] → {moment name: (N, D) embeddings, every row of norm :attr:`sum_norm`},
+        differentiable in the images (the generator is trained through it)."""
 
-    def train_generator(self, released: ReleasedEmbedding, steps: int | None = None) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def train_generator(self, released: ReleasedEmbedding, steps: int | None = None) -> None:
+        """Fit ``self.generator`` to ``released`` (post-processing: no private data may be used here);
+        ``steps`` overrides the config's step count."""
 
     def release(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> ReleasedEmbedding:
         """The single data access: noisy per-class mean embeddings, recorded in ``ledger``."""
         cfg = self.config
-        return release_mean_embedding(
-            self.embed, train, budget, ledger, labelled=cfg.labelled, sum_norm=self.sum_norm,
-            count_noise_ratio=cfg.count_noise_ratio,
-            batch_size=cfg.embed_batch_size, device=self.device, progress=cfg.progress, method_name=self.name,
-        )
+        spec = ReleaseSpec(labelled=cfg.labelled, sum_norm=self.sum_norm, count_noise_ratio=cfg.count_noise_ratio,
+                           batch_size=cfg.embed_batch_size, label=self.name)
+        return release_mean_embedding(self.embed, train, budget, ledger, spec, self.context)
 
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         t0 = time.perf_counter()

@@ -39,6 +39,7 @@ from typing import Callable, Mapping
 import torch
 from tqdm.auto import tqdm
 
+from dpgen_bench.context import RunContext
 from dpgen_bench.data.types import ImageDataset
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate_gaussian_releases
@@ -155,31 +156,51 @@ def release_sensitivities(num_moments: int, count_noise_ratio: float = 2.0) -> l
     return [1.0] * num_moments + [1.0 / count_noise_ratio]
 
 
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """What :func:`release_mean_embedding` releases.
+
+    ``labelled``: per-class sums and counts (False: one class, labels neither used nor released).
+    ``sum_norm``: C > 0, every per-example embedding is clipped to L2 norm C (each sum's sensitivity).
+    ``count_noise_ratio``: ρ > 0, the counts get noise std ρσ. ``batch_size``: examples embedded at once
+    (memory only). ``label``: names the releases in the ledger.
+    """
+
+    labelled: bool = True
+    sum_norm: float = 1.0
+    count_noise_ratio: float = 2.0
+    batch_size: int = 256
+    label: str = "mean-embedding"
+
+    def __post_init__(self) -> None:
+        if not self.sum_norm > 0:
+            raise ValueError(f"sum_norm (C) must be > 0, got {self.sum_norm!r}")
+        if not self.count_noise_ratio > 0:
+            raise ValueError(f"count_noise_ratio must be > 0, got {self.count_noise_ratio!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+
+
 def release_mean_embedding(
     embed: EmbedFn,
     data: ImageDataset,
     budget: PrivacyBudget,
     ledger: PrivacyLedger,
-    *,
-    labelled: bool = True,
-    sum_norm: float = 1.0,
-    count_noise_ratio: float = 2.0,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-    method_name: str = "mean-embedding",
+    spec: ReleaseSpec = ReleaseSpec(),
+    context: RunContext = RunContext(progress=False),
     noise_generator: torch.Generator | None = None,
 ) -> ReleasedEmbedding:
-    """Embed ``data`` once and release noisy per-class sums and counts (see the module docstring).
+    """Embed ``data`` once and release noisy per-class sums and counts (see the module docstring and
+    :class:`ReleaseSpec`); ``context`` gives the device and whether to show progress.
 
-    ``labelled=False`` treats the data as one class (labels are ignored and never released).
     Records M + 1 :class:`GaussianEvent` s in ``ledger`` (M = number of moments) when ``budget`` is private.
+    ``noise_generator`` is for tests only: release noise comes from OS entropy.
     """
-    if not sum_norm > 0:
-        raise ValueError(f"sum_norm (C) must be > 0, got {sum_norm!r}")
+    labelled, sum_norm, count_noise_ratio, method_name = spec.labelled, spec.sum_norm, spec.count_noise_ratio, spec.label
     num_classes = data.info.num_classes if labelled else 1
     labels = data.labels if labelled else torch.zeros(len(data), dtype=torch.long)
-    exact = per_class_sums(embed, data.images, labels, num_classes, sum_norm, batch_size, device, progress)
+    exact = per_class_sums(embed, data.images, labels, num_classes, sum_norm, spec.batch_size, context.device,
+                           context.progress)
     notes: list[str] = []
     if not budget.is_private:
         means = {k: (s / exact.counts.clamp_min(1.0)[:, None]).float() for k, s in exact.sums.items()}

@@ -65,13 +65,10 @@ class _NoisyMeans(GenerativeMethod):
                 ledger.record(GaussianEvent(sigma), "an unplanned extra release")
         self.means = (sums / counts.clamp(min=1.0).float()[:, None]).clamp(0, 1)
 
-    def sample(self, n, labels=None, seed=None):
-        g = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        if labels is None:
-            labels = self.balanced_labels(n, g)
-        rows = self.means[labels] if self.per_class else self.means[torch.zeros_like(labels)]
-        x = rows + self.config.spread * torch.randn(rows.shape, generator=g)
-        return x.clamp(0, 1).reshape(n, *self.info.shape), labels
+    def generate(self, n, labels, generator):
+        rows = self.means[labels] if labels is not None else self.means[torch.zeros(n, dtype=torch.long)]
+        x = rows + self.config.spread * torch.randn(rows.shape, generator=generator)
+        return x.clamp(0, 1).reshape(n, *self.info.shape)
 
     def checkpoint_state(self):
         return {"means": self.means}

@@ -45,8 +45,8 @@ class _PixelMeans(GenerativeMethod):
             ledger.record(GaussianEvent(sigma / self.sensitivity_scale(train)), "pixel sum")
         self.mean = (total / train.public_size()).clamp(0, 1)
 
-    def sample(self, n, labels=None, seed=None):
-        return self.mean.expand(n, -1).reshape(n, *self.info.shape).clone(), torch.full((n,), -1)
+    def generate(self, n, labels, generator):
+        return self.mean.expand(n, -1).reshape(n, *self.info.shape).clone()
 
     def checkpoint_state(self):
         return {"mean": self.mean}

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from dpgen_bench import ConfigError, DatasetInfo, ImageDataset, PrivacyBudget, PrivacyLedger, get_method
+from dpgen_bench.context import RunContext
 from dpgen_bench.privacy.plans import dpsgd_steps
 from dpgen_bench_baselines.dcgan import Discriminator, PrivateDiscriminatorError, validate_private_discriminator
 from dpgen_bench_baselines.dp_gan import DPCGAN, DPGAN, TrainingDivergedError, make_private_discriminator
@@ -230,7 +231,7 @@ def test_samples_are_images_in_unit_range_with_balanced_labels() -> None:
     assert int(counts.max() - counts.min()) <= 1
     given = torch.full((5,), 7)
     assert torch.equal(DPCGAN(TINY, info).sample(5, labels=given)[1], given)
-    with pytest.raises(ValueError, match="unconditional"):
+    with pytest.raises(ValueError, match="trained unlabelled"):
         DPGAN(TINY, info).sample(5, labels=given)
 
 
@@ -295,9 +296,11 @@ def test_discriminator_gradient_noise_is_seeded_from_os_entropy_not_the_run_seed
     assert seeds[0] != seeds[1]
 
 
-def test_progress_false_trains_without_a_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
+def test_the_run_context_decides_whether_training_shows_a_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
     train = _data(n=60)
-    DPCGAN({**TINY, "batch_size": 10, "progress": False}, train.info).fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    quiet = DPCGAN({**TINY, "batch_size": 10}, train.info, context=RunContext(progress=False))
+    quiet.fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
     assert "steps" not in capfd.readouterr().err
-    DPCGAN({**TINY, "batch_size": 10}, train.info).fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    DPCGAN({**TINY, "batch_size": 10}, train.info, context=RunContext(progress=True)).fit(
+        train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
     assert "dp-cgan steps" in capfd.readouterr().err

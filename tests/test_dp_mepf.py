@@ -16,7 +16,7 @@ from dpgen_bench_methods.mean_embedding import per_class_sums
 
 
 
-FAST = {"extractor": "random-cnn", "steps": 3, "batch_size": 20, "progress": False, "embed_batch_size": 100}
+FAST = {"extractor": "random-cnn", "steps": 3, "batch_size": 20, "embed_batch_size": 100}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from dpgen_bench_methods.dp_merf import DPMERF
 
 
 
-FAST = {"steps": 5, "n_features": 200, "progress": False}
+FAST = {"steps": 5, "n_features": 200}
 
 
 @pytest.fixture

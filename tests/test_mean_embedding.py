@@ -16,6 +16,7 @@ from dpgen_bench_methods.mean_embedding import (
     calibrate_release,
     normalise_rows,
     per_class_sums,
+    ReleaseSpec,
     release_mean_embedding,
 )
 
@@ -91,7 +92,7 @@ def test_release_records_one_gaussian_per_moment_plus_counts_and_stays_within_bu
     data = _data(30)
     budget = PrivacyBudget(1.0, 1e-5)
     ledger = PrivacyLedger()
-    rel = release_mean_embedding(_embed, data, budget, ledger, count_noise_ratio=3.0)
+    rel = release_mean_embedding(_embed, data, budget, ledger, ReleaseSpec(count_noise_ratio=3.0))
     assert len(ledger) == 3
     sigmas = [e.noise_multiplier for e in ledger.events]
     assert sigmas[0] == sigmas[1] == pytest.approx(rel.sigma) and sigmas[2] == pytest.approx(3.0 * rel.sigma)
@@ -110,7 +111,7 @@ def test_non_private_release_is_exact_and_records_nothing():
 
 
 def test_unlabelled_release_is_one_class():
-    rel = release_mean_embedding(_embed, _data(30), PrivacyBudget(5.0, 1e-5), PrivacyLedger(), labelled=False)
+    rel = release_mean_embedding(_embed, _data(30), PrivacyBudget(5.0, 1e-5), PrivacyLedger(), ReleaseSpec(labelled=False))
     assert rel.means["phi1"].shape == (1, 16) and rel.counts.shape == (1,)
 
 

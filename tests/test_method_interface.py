@@ -31,10 +31,8 @@ class MeanImage(GenerativeMethod):
         assert not budget.is_private
         self.mean = train.images.mean(0)
 
-    def sample(self, n, labels=None, seed=None):
-        gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        labels = self.balanced_labels(n, gen) if labels is None else labels
-        return self.mean.expand(n, *self.mean.shape).clone(), labels
+    def generate(self, n, labels, generator):
+        return self.mean.expand(n, *self.mean.shape).clone()
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"mean": self.mean}

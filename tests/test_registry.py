@@ -34,7 +34,7 @@ from dpgen_bench.method import GenerativeMethod
 class {cls}(GenerativeMethod):
     def fit(self, train, budget, ledger):
         pass
-    def sample(self, n, labels=None, seed=None):
+    def generate(self, n, labels, generator):
         raise NotImplementedError
     def checkpoint_state(self):
         return {{}}

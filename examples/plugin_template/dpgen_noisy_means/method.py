@@ -67,18 +67,13 @@ class NoisyClassMeans(GenerativeMethod):
             self.noise_multiplier = float(sigma)
         self.means = (sums / counts.clamp(min=1.0)[:, None]).clamp(0.0, 1.0).float()
 
-    def sample(self, n: int, labels: torch.Tensor | None = None, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        # ``sample()`` (the base class) has checked n and labels and draws balanced labels if none are given.
         if self.means is None:
             raise RuntimeError("noisy-means: call fit() or load() before sample()")
-        gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
-        if labels is None:
-            labels = self.balanced_labels(n, generator=gen)
-        labels = torch.as_tensor(labels, dtype=torch.int64)
-        if labels.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-        rows = labels if self.config.use_labels else torch.zeros_like(labels)
-        images = self.means[rows] + self.config.sample_std * torch.randn((n, self.means.shape[1]), generator=gen)
-        return images.clamp(0.0, 1.0).reshape(n, *self.info.shape), labels
+        rows = labels if labels is not None else torch.zeros(n, dtype=torch.int64)
+        images = self.means[rows] + self.config.sample_std * torch.randn((n, self.means.shape[1]), generator=generator)
+        return images.clamp(0.0, 1.0).reshape(n, *self.info.shape)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"means": self.means, "noise_multiplier": self.noise_multiplier}
