@@ -68,6 +68,6 @@ def test_retained_memory_stops_the_page_faults_of_private_discriminator_steps() 
 
 
 def test_runner_provenance_records_the_malloc_setting() -> None:
-    from dpgen_bench.runner.execute import environment
+    from dpgen_bench.runner.provenance import environment
 
     assert environment()["malloc_retains_freed_memory"] is allocator.freed_memory_retained()

@@ -250,16 +250,25 @@ def test_jobs_refuses_in_process_methods_that_workers_cannot_import(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_progress_bars_do_not_change_the_cell_key():
-    from dpgen_bench.runner.grid import Cell
+def test_progress_is_not_a_method_config_key_it_comes_with_the_run_context():
+    from dpgen_bench import get_method
+    from dpgen_bench.method import ConfigError, build_config
 
-    common = dict(dataset="d", split_seed=0, test_fraction=0.2, method="m", label="m", epsilon=1.0, delta=1e-5,
-                  seed=0, accountant="prv")
-    on = Cell(method_config={"steps": 5, "progress": True}, **common)
-    off = Cell(method_config={"steps": 5, "progress": False}, **common)
-    other = Cell(method_config={"steps": 6, "progress": True}, **common)
-    assert on.key == off.key and on.method_config_hash == off.method_config_hash
-    assert on.key != other.key
+    for name in ("dp-gan", "dp-mepf", "dp-merf"):
+        with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['progress'\]"):
+            build_config(get_method(name).Config, {"progress": False})
+
+
+def test_the_default_config_has_the_cell_keys_of_the_committed_reference_run():
+    """The end-of-run comparison matches cells by key: a key change must come with a regenerated reference."""
+    import pandas as pd
+
+    from dpgen_bench.runner.grid import build_cells
+
+    config = parse_config(default_config_data())
+    keys = {c.key for c in build_cells(config, resolve_methods(config))}
+    reference = set(pd.read_csv(Path(__file__).parents[1] / "results" / "default" / "results.csv")["cell_key"])
+    assert keys == reference
 
 
 def _bad_run(tmp_path, capsys, **changes) -> str:

@@ -15,10 +15,12 @@ from typing import Any
 from ..allocator import retain_freed_memory
 from ..privacy.budget import NEIGHBOURING
 from .config import BenchConfig, check_environment, dump_config, resolve_methods
-from .execute import configure_worker, environment, run_cell
+from .execute import run_cell
 from .grid import Cell, build_cells
 from .progress import CellProgress
+from .provenance import environment
 from .store import ResultsStore, write_atomic
+from .workers import configure_worker
 
 
 class RunInterrupted(KeyboardInterrupt):

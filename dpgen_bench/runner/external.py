@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from ..privacy.budget import NEIGHBOURING
-from .execute import environment, evaluate_samples, save_grid, save_samples, versions
+from .execute import evaluate_samples
+from .provenance import environment, versions
+from .samples import save_grid, save_samples
 from .grid import config_hash
 from .store import ResultsStore, artefact_digests, write_atomic
 
@@ -122,7 +124,8 @@ def evaluate_external(
 
     splits = load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir)
     images, labels, labelled = load_samples(samples, splits.info.shape)
-    evaluation = EvaluationSpec(metrics=metrics, n_samples=max(len(images), 1)).model_dump(mode="json")
+    spec = EvaluationSpec(metrics=metrics, n_samples=max(len(images), 1))
+    evaluation = spec.model_dump(mode="json")
     if labelled and (int(labels.max()) >= splits.info.num_classes):
         raise SamplesError(f"{samples}: labels go up to {int(labels.max())}, {dataset!r} has {splits.info.num_classes} classes")
     key = config_hash({"external": _digest(images, labels), "dataset": dataset, "split_seed": split_seed,
@@ -134,7 +137,7 @@ def evaluate_external(
         cell_dir = store.cell_dir(key)
         save_samples(cell_dir / "samples.npz", images, labels)
         save_grid(cell_dir / "samples.png", images, labels, splits.info.num_classes if labelled else 1)
-        rows = evaluate_samples(images, labels, labelled, splits.test, evaluation, root=output_dir, seed=seed,
+        rows = evaluate_samples(images, labels, labelled, splits.test, spec, root=output_dir, seed=seed,
                                 split_seed=split_seed, device=device)
         base = {
             "cell_key": key, "status": "ok", "error": None, "dataset": dataset, "method": label,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import BenchConfig
+from .config import BenchConfig, EvaluationSpec
 
 
 def _canonical(value: Any) -> str:
@@ -29,10 +29,6 @@ def _canonical(value: Any) -> str:
 def config_hash(value: Any, length: int = 12) -> str:
     """Short SHA-256 of the canonical JSON of ``value``."""
     return hashlib.sha256(_canonical(value).encode()).hexdigest()[:length]
-
-
-DISPLAY_ONLY_KEYS = frozenset({"progress"})
-"""Method config keys that only change what is printed; left out of the cell key (the runner sets them)."""
 
 
 @dataclass(frozen=True)
@@ -56,16 +52,15 @@ class Cell:
     """A value, or the rule ``"1/(n ln n)"``."""
     seed: int
     accountant: str
-    evaluation: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvaluationSpec
     data_dir: str | None = None
     download: bool = False
 
     def key_data(self) -> dict[str, Any]:
-        data = asdict(self)
-        # Where the data lives, whether it may be downloaded, and progress bars do not change the result.
-        data.pop("data_dir")
-        data.pop("download")
-        data["method_config"] = {k: v for k, v in data["method_config"].items() if k not in DISPLAY_ONLY_KEYS}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("data_dir", "download")}
+        # Where the data lives and whether it may be downloaded do not change the result.
+        data["method_config"] = dict(self.method_config)
+        data["evaluation"] = self.evaluation.model_dump(mode="json")
         return data
 
     @property
@@ -75,8 +70,7 @@ class Cell:
 
     @property
     def method_config_hash(self) -> str:
-        config = {k: v for k, v in self.method_config.items() if k not in DISPLAY_ONLY_KEYS}
-        return config_hash({"method": self.method, "config": config})
+        return config_hash({"method": self.method, "config": self.method_config})
 
     @property
     def name(self) -> str:
@@ -88,7 +82,6 @@ def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cel
     """All cells of ``config`` in a stable order (method, ε, seed); ``method_configs`` from
     :func:`~dpgen_bench.runner.config.resolve_methods` (label → validated MethodConfig)."""
     cells = []
-    evaluation = config.evaluation.model_dump(mode="json")
     for spec in config.methods:
         resolved = method_configs[spec.display]
         mc = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
@@ -106,7 +99,7 @@ def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cel
                         delta=config.delta,
                         seed=int(seed),
                         accountant=config.accountant,
-                        evaluation=evaluation,
+                        evaluation=config.evaluation,
                         data_dir=config.data_dir,
                         download=config.download,
                     )
