@@ -73,11 +73,11 @@ class Registry(Generic[T]):
         self._origins.pop(name, None)
 
     def get(self, name: str) -> T:
-        """The entry called ``name``; the registry's unknown-name error lists the valid names."""
+        """The entry called ``name``; the registry's unknown-name error lists the valid names (sorted)."""
         try:
             return self._entries[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name
-            valid = ", ".join(self._entries) or "(none)"
+            valid = ", ".join(sorted(self._entries)) or "(none)"
             raise self._error(f"unknown {self.kind} {name!r}; available: {valid}") from None
 
     def origin(self, name: str) -> str:

@@ -17,20 +17,18 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, TypeVar
 
 from .method import GenerativeMethod
+from .named_registry import DuplicateNameError, Registry, UnknownNameError
 
 ENTRY_POINT_GROUP = "dpgen_bench.methods"
 
 M = TypeVar("M", bound=type[GenerativeMethod])
 
 
-class UnknownMethodError(KeyError):
+class UnknownMethodError(UnknownNameError):
     """Raised for a method name that is not registered; the message lists the valid names."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
-
-class DuplicateMethodError(RuntimeError):
+class DuplicateMethodError(DuplicateNameError, RuntimeError):
     """Two sources register the same method name."""
 
 
@@ -42,8 +40,8 @@ class MethodEntry:
     """Distribution (package) that provided it, or ``"<registered in-process>"``."""
 
 
-_in_process: dict[str, MethodEntry] = {}
-_cache: dict[str, MethodEntry] | None = None
+_in_process: Registry[MethodEntry] = Registry("method", error=UnknownMethodError)
+_cache: Registry[MethodEntry] | None = None
 
 
 def register_method(name: str) -> Callable[[M], M]:
@@ -52,13 +50,15 @@ def register_method(name: str) -> Callable[[M], M]:
     def wrap(cls: M) -> M:
         if not (isinstance(cls, type) and issubclass(cls, GenerativeMethod)):
             raise TypeError(f"{cls!r} is not a GenerativeMethod subclass")
-        if name in _in_process and _in_process[name].cls is not cls:
+        if name in _in_process:
+            if _in_process.get(name).cls is cls:  # the same class imported twice
+                return cls
             raise DuplicateMethodError(
                 f"method name {name!r} registered twice in-process: "
-                f"{_in_process[name].cls.__module__} and {cls.__module__}"
+                f"{_in_process.get(name).cls.__module__} and {cls.__module__}"
             )
         cls.name = name
-        _in_process[name] = MethodEntry(name, cls, "<registered in-process>")
+        _in_process.register(name, MethodEntry(name, cls, "<registered in-process>"), origin=cls.__module__)
         refresh()
         return cls
 
@@ -67,7 +67,7 @@ def register_method(name: str) -> Callable[[M], M]:
 
 def unregister_method(name: str) -> None:
     """Remove an in-process registration (tests)."""
-    _in_process.pop(name, None)
+    _in_process.unregister(name)
     refresh()
 
 
@@ -82,8 +82,8 @@ def _source(ep: EntryPoint) -> str:
     return dist.name if dist is not None else ep.module.split(".")[0]
 
 
-def _discover() -> dict[str, MethodEntry]:
-    found: dict[str, MethodEntry] = {}
+def _discover() -> Registry[MethodEntry]:
+    found: Registry[MethodEntry] = Registry("method", error=UnknownMethodError)
     seen_eps: set[tuple[str, str]] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         key = (ep.name, ep.value)
@@ -110,25 +110,28 @@ def _discover() -> dict[str, MethodEntry]:
             )
             continue
         if ep.name in found:
+            first = found.get(ep.name)
             raise DuplicateMethodError(
                 f"method name {ep.name!r} is provided by two packages: "
-                f"{found[ep.name].source!r} ({found[ep.name].cls.__module__}) and {source!r} ({cls.__module__}); "
+                f"{first.source!r} ({first.cls.__module__}) and {source!r} ({cls.__module__}); "
                 f"uninstall one of them"
             )
         if not cls.name:
             cls.name = ep.name
-        found[ep.name] = MethodEntry(ep.name, cls, source)
+        found.register(ep.name, MethodEntry(ep.name, cls, source), origin=f"package {source!r}")
     for name, entry in _in_process.items():
-        if name in found and found[name].cls is not entry.cls:
-            raise DuplicateMethodError(
-                f"method name {name!r} is provided by package {found[name].source!r} and registered "
-                f"in-process by {entry.cls.__module__}"
-            )
-        found[name] = entry
+        if name in found:
+            if found.get(name).cls is not entry.cls:
+                raise DuplicateMethodError(
+                    f"method name {name!r} is provided by package {found.get(name).source!r} and registered "
+                    f"in-process by {entry.cls.__module__}"
+                )
+            found.unregister(name)
+        found.register(name, entry, origin=f"in-process ({entry.cls.__module__})")
     return found
 
 
-def _registry() -> dict[str, MethodEntry]:
+def _registry() -> Registry[MethodEntry]:
     global _cache
     if _cache is None:
         _cache = _discover()
@@ -137,15 +140,12 @@ def _registry() -> dict[str, MethodEntry]:
 
 def list_methods() -> list[str]:
     """Names of all available methods, sorted."""
-    return sorted(_registry())
+    return sorted(_registry().names())
 
 
 def method_entry(name: str) -> MethodEntry:
     """The registry entry (class and source package) for ``name``."""
-    reg = _registry()
-    if name not in reg:
-        raise UnknownMethodError(f"unknown method {name!r}; available methods: {', '.join(sorted(reg)) or '(none)'}")
-    return reg[name]
+    return _registry().get(name)
 
 
 def get_method(name: str) -> type[GenerativeMethod]:
