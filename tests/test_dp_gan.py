@@ -208,31 +208,16 @@ def test_skipping_the_batch_weight_gradient_leaves_the_dp_sgd_update_unchanged()
     assert any(not torch.equal(a, b) for a, b in zip(runs[0], _private_d("hooks")[0].parameters())), "D never moved"
 
 
-def test_save_load_round_trip_reproduces_samples_for_a_fixed_seed(tmp_path) -> None:
+def test_checkpoint_restores_the_privacy_parameters_and_the_step_count(tmp_path) -> None:
+    """Identical samples after save/load: the contract suite (dpgen_bench.conformance.contract.check_round_trip)."""
     train = _data(n=100)
     method = DPCGAN({**TINY, "batch_size": 25}, train.info, seed=3)
     method.fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
-    before, labels = method.sample(30, seed=7)
     method.save(tmp_path / "ckpt")
     loaded = get_method("dp-cgan").load(tmp_path / "ckpt")
-    after, labels_after = loaded.sample(30, seed=7)
-    torch.testing.assert_close(after, before)
-    assert torch.equal(labels_after, labels)
-    assert loaded.steps_taken == method.steps_taken
-
-
-def test_samples_are_images_in_unit_range_with_balanced_labels() -> None:
-    info = _data(n=10).info
-    images, labels = DPCGAN(TINY, info, seed=0).sample(25, seed=1)
-    assert images.shape == (25, 1, 28, 28) and images.dtype == torch.float32
-    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
-    assert labels.dtype == torch.int64
-    counts = torch.bincount(labels, minlength=10)
-    assert int(counts.max() - counts.min()) <= 1
-    given = torch.full((5,), 7)
-    assert torch.equal(DPCGAN(TINY, info).sample(5, labels=given)[1], given)
-    with pytest.raises(ValueError, match="trained unlabelled"):
-        DPGAN(TINY, info).sample(5, labels=given)
+    assert loaded.steps_taken == method.steps_taken == dpsgd_steps(100, 25, 1)
+    assert loaded.noise_multiplier == method.noise_multiplier and loaded.noise_multiplier is not None
+    assert loaded.sample_rate == method.sample_rate == pytest.approx(0.25)
 
 
 def test_non_private_run_records_nothing_and_adds_no_noise() -> None:
@@ -253,13 +238,13 @@ def test_diverging_run_stops_with_error_naming_the_step() -> None:
     assert len(ledger) == 0  # no step was taken, so nothing was released
 
 
-def test_rgb_32_and_64_models_train_one_step() -> None:
-    for size in (32, 64):
-        train = _data(n=8, size=size, channels=3)
-        cfg = {**TINY, "batch_size": 8, "epochs": 1}
-        method = DPCGAN(cfg, train.info)
-        method.fit(train, PrivacyBudget(50.0, DELTA), PrivacyLedger())
-        assert method.sample(3)[0].shape == (3, 3, size, size)
+def test_rgb_64_model_trains_one_step() -> None:
+    """64×64 is outside the contract suite's shapes (grey 28, RGB 32, grey 8), so it is checked here."""
+    train = _data(n=8, size=64, channels=3)
+    method = DPCGAN({**TINY, "batch_size": 8, "epochs": 1}, train.info)
+    method.fit(train, PrivacyBudget(50.0, DELTA), PrivacyLedger())
+    assert method.steps_taken == 1
+    assert method.sample(3)[0].shape == (3, 3, 64, 64)
 
 
 @pytest.mark.parametrize(
@@ -270,11 +255,6 @@ def test_rgb_32_and_64_models_train_one_step() -> None:
 def test_bad_config_is_refused_naming_the_key(values: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         DPCGAN(values, _data(n=10).info)
-
-
-def test_unsupported_image_size_is_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="16x16"):
-        DPCGAN(TINY, DatasetInfo("small", 1, 16, 16, 10))
 
 
 def test_batch_larger_than_dataset_is_refused() -> None:

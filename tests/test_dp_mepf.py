@@ -31,22 +31,14 @@ def test_entry_point_resolves_to_dpmepf():
     assert get_method("dp-mepf") is DPMEPF
 
 
-def test_fit_sample_save_load_roundtrip_on_mnist5k(small_train, tmp_path):
+def test_checkpoint_restores_the_release_summary(small_train, tmp_path):
+    """Samples, labels and identical samples after save/load: the contract suite (dpgen_bench.conformance)."""
     method = DPMEPF(FAST, small_train.info, seed=3)
-    ledger = PrivacyLedger()
-    budget = PrivacyBudget(10.0, 1e-5)
-    method.fit(small_train, budget, ledger)
-    images, labels = method.sample(30, seed=7)
-    assert images.shape == (30, 1, 28, 28) and images.dtype == torch.float32 and images.device.type == "cpu"
-    assert images.min() >= 0 and images.max() <= 1
-    assert torch.equal(torch.bincount(labels, minlength=10), torch.full((10,), 3))
-    given = torch.tensor([4] * 5)
-    assert torch.equal(method.sample(5, labels=given, seed=1)[1], given)
+    method.fit(small_train, PrivacyBudget(10.0, 1e-5), PrivacyLedger())
     method.save(tmp_path / "ckpt")
     again = DPMEPF.load(tmp_path / "ckpt")
-    images2, labels2 = again.sample(30, seed=7)
-    assert torch.equal(images, images2) and torch.equal(labels, labels2)
-    assert again.release_summary["sigma"] == pytest.approx(method.release_summary["sigma"])
+    assert method.release_summary and again.release_summary == method.release_summary
+    assert again.release_summary["sigma"] > 0
 
 
 def test_ledger_has_phi1_phi2_and_counts_and_spends_at_most_the_target(small_train):
@@ -122,7 +114,6 @@ def test_training_moves_the_generator_towards_the_target(small_train):
 
 
 def test_bad_config_is_refused_with_the_key():
-    info = DPMEPF.capabilities  # noqa: F841  (capabilities exist)
     with pytest.raises(ConfigError, match="moments"):
         DPMEPF.preset("paper-mnist", moments="phi3")
     with pytest.raises(ConfigError, match="unknown config key"):
@@ -144,4 +135,3 @@ def test_rgb_32_uses_the_resnet_generator():
     info = DatasetInfo("rgb", channels=3, height=32, width=32, num_classes=10)
     method = DPMEPF(FAST, info)
     assert isinstance(method.generator, ResNetGenerator)
-    assert method.sample(4)[0].shape == (4, 3, 32, 32)

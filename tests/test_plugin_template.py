@@ -104,7 +104,7 @@ def test_template_checkpoint_round_trip_samples_identically(plugin_site, tiny_da
 
 def test_template_passes_the_conformance_suite(plugin_site):
     """What a plugin author runs (``python -m pytest --pyargs dpgen_bench.conformance -k noisy-means``)."""
-    from dpgen_bench.conformance import checks
+    from dpgen_bench.conformance import checks, contract
 
     cls = _entry("noisy-means").cls
     checks.check_declarations(cls)
@@ -112,6 +112,7 @@ def test_template_passes_the_conformance_suite(plugin_site):
     checks.check_fresh_release_noise(cls)
     checks.check_public_stream(cls)
     assert checks.check_neighbouring_independence(cls) is False  # no DP-SGD
+    assert contract.check_contract(cls) == ["grey28", "rgb32", "grey8"]  # the interface contract, every shape
 
 
 def test_unlabelled_template_says_its_sample_labels_mean_nothing(plugin_site, tiny_dataset):
@@ -128,4 +129,6 @@ def test_conformance_suite_runs_on_an_installed_plugin_with_pyargs(plugin_site):
         env=env, capture_output=True, text=True, cwd=plugin_site,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "4 passed, 1 skipped" in out.stdout
+    # privacy suite: 4 passed + the DP-SGD check skipped; contract suite: 3 shapes × (construction + 2 budgets ×
+    # 7 checks of a fitted model) + the refusal of unsupported shapes = 46
+    assert "50 passed, 1 skipped" in out.stdout

@@ -20,6 +20,11 @@ Run it over every installed method (built-ins and plugins)::
 
 A method makes the suite fast by declaring ``conformance_config`` (config overrides that make ``fit`` take
 seconds); a DP-SGD method (``capabilities.dp_sgd``) must provide ``gradient_probe()``.
+
+The same command also runs the *contract* suite (:mod:`.contract`, ``test_contract.py``): on tiny datasets of
+every shape the capabilities accept, fitted at ε = 10 and ε = ∞, ``sample`` returns what the interface promises
+(shape, dtype, CPU, [0, 1], labels), is deterministic per seed, refuses bad input, survives ``save``/``load``
+without the data, and unsupported dataset shapes are refused naming the problem.
 """
 
 from .checks import (
@@ -32,10 +37,13 @@ from .checks import (
     neighbouring_pair,
     tiny_dataset,
 )
+from .contract import ContractError, check_contract
 
 __all__ = [
     "ConformanceError",
+    "ContractError",
     "check_accountants",
+    "check_contract",
     "check_declarations",
     "check_fresh_release_noise",
     "check_neighbouring_independence",
