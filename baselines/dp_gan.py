@@ -55,7 +55,7 @@ from dpgen_bench.privacy.calibration import calibrate
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench.privacy.noise import public_generator, release_generator
-from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_steps
+from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
 from .per_sample_conv import register_with_opacus, skip_batch_weight_grads
@@ -215,10 +215,7 @@ class _BaseDPGAN(GenerativeMethod):
     @classmethod
     def privacy_plan(cls, config: DPGANConfig, nominal_size: int):  # type: ignore[override]
         """``dpsgd_steps(n̂, batch_size, epochs)`` Poisson-subsampled steps at q = batch_size / n̂."""
-        if config.batch_size > nominal_size:
-            raise ValueError(f"batch_size={config.batch_size} exceeds the declared number of training examples "
-                             f"({nominal_size})")
-        return dpsgd_plan(config.batch_size / nominal_size, dpsgd_steps(nominal_size, config.batch_size, config.epochs))
+        return dpsgd_plan_from_settings(nominal_size, config.batch_size, epochs=config.epochs)
 
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         """Train on ``train`` with DP-SGD on D at ``budget``; records the steps taken in ``ledger``.

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .context import RunContext
 from .data.types import DatasetInfo, ImageDataset
-from .files import write_atomic
+from .files import atomic_path, write_atomic
 from .privacy.budget import PrivacyBudget
 from .privacy.ledger import PrivacyLedger
 
@@ -93,12 +93,12 @@ class Capabilities:
 
     def check_accountant(self, accountant: str) -> None:
         """Raise ValueError if ``accountant`` cannot account what this method releases."""
-        from .privacy.accounting import get_accountant
+        from .privacy.accounting import get_accountant, subsampling_accountants
 
         if self.dp_sgd and not get_accountant(accountant).subsampling:
             raise ValueError(
                 f"accountant {accountant!r} cannot account Poisson-subsampled DP-SGD steps, which this method "
-                f"performs; use 'prv', 'rdp' or 'prv-accountant'"
+                f"performs; use one of {', '.join(subsampling_accountants())}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +154,7 @@ class GenerativeMethod(ABC):
         context: RunContext | None = None,
     ) -> None:
         self.config = build_config(self.Config, config)
-        self.capabilities.check(info)
+        type(self).capabilities_for(self.config).check(info)
         self.info = info
         self.seed = int(seed)
         self.context = context if context is not None else RunContext()
@@ -225,6 +225,13 @@ class GenerativeMethod(ABC):
         return type(self).capabilities.labelled
 
     @classmethod
+    def capabilities_for(cls, config: MethodConfig) -> Capabilities:
+        """What the method supports with ``config`` (default: :attr:`capabilities`). A method whose supported
+        datasets depend on its config (e.g. Private Evolution on its generation API) narrows them here; the
+        runner and the constructor check datasets against this."""
+        return cls.capabilities
+
+    @classmethod
     def training_extractor(cls, config: MethodConfig) -> str | None:
         """Name of the feature extractor the method trains against with ``config`` (None: none).
 
@@ -254,9 +261,8 @@ class GenerativeMethod(ABC):
             "info": asdict(self.info),
             "seed": self.seed,
         }
-        tmp = directory / "state.pt.tmp"
-        torch.save(self.checkpoint_state(), tmp)
-        tmp.replace(directory / "state.pt")
+        with atomic_path(directory / "state.pt") as tmp:
+            torch.save(self.checkpoint_state(), tmp)
         write_atomic(directory / "method.json", json.dumps(meta, indent=2, sort_keys=True))
         return directory
 

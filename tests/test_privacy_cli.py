@@ -92,7 +92,7 @@ def test_calibrate_dpsgd_all_backends(capsys):
         (["privacy", "epsilon", "--sigma", "1", "--sample-rate", "1.5", "--steps", "3", "--delta", "1e-5"],
          "sample_rate must be in (0, 1], got 1.5"),
         (["privacy", "epsilon", "--sigma", "1", "--sample-rate", "0.1", "--steps", "0", "--delta", "1e-5"],
-         "--steps must be >= 1, got 0"),
+         "--steps must be an integer >= 1, got 0"),
         (["privacy", "epsilon", "--gaussian", "-1", "--delta", "1e-5"], "noise_multiplier must be"),
         (["privacy", "epsilon", "--gaussian", "5", "--delta", "1e-5", "--accountant", "foo"], "unknown accountant"),
         (["privacy", "epsilon", "--sigma", "1", "--sample-rate", "0.1", "--steps", "5", "--delta", "1e-5",

@@ -1,4 +1,5 @@
-"""`dpgen-bench privacy epsilon|calibrate`: ε for given noise, or noise for a target ε.
+"""`dpgen-bench privacy epsilon|calibrate|accountants`: ε for given noise, noise for a target ε, and the
+registered accountant backends.
 
 Mechanisms are described on the command line and composed:
 
@@ -9,8 +10,11 @@ Mechanisms are described on the command line and composed:
 * ``--events JSON``: a list of serialised events (``events_to_json``), e.g. a ledger (``epsilon`` only).
 
 δ is ``--delta`` or, with ``--dataset-size n`` and no ``--delta``, the rule 1/(n·ln n).
-Neighbouring relation: add/remove one example. ``--all-backends`` prints one row per backend;
-``--json`` prints machine-readable output.
+Neighbouring relation: add/remove one example (every row carries ``NEIGHBOURING``). ``--all-backends``
+prints one row per registered backend; ``--json`` prints machine-readable output.
+
+Nothing here imports the privacy layer before a handler runs (it takes seconds, and ``build_parser`` runs for
+every command), so help texts point at the registry instead of listing its names.
 """
 
 from __future__ import annotations
@@ -61,6 +65,14 @@ def register(sub) -> None:
     c.add_argument("--rtol", type=float, default=None, help="relative tolerance on sigma (default 1e-3)")
     c.set_defaults(handler=_calibrate)
 
+    a = psub.add_parser(
+        "accountants",
+        help="the registered accountant backends",
+        description="Every registered accountant backend: stated error, what it can account, where it comes from.",
+    )
+    a.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    a.set_defaults(handler=_accountants)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delta", type=float, default=None, help="delta in (0, 1); default 1/(n ln n) with --dataset-size")
@@ -69,8 +81,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="expected batch size b (q = b/n)")
     p.add_argument("--steps", type=int, default=None, help="number of DP-SGD steps")
     p.add_argument("--epochs", type=float, default=None, help="number of epochs (steps = epochs * int(1/q))")
-    p.add_argument("--accountant", default="prv", help="prv (default), rdp, prv-accountant or gdp")
-    p.add_argument("--all-backends", action="store_true", help="one row per accountant backend, side by side")
+    p.add_argument(
+        "--accountant", default=None,
+        help="a registered accountant backend (`dpgen-bench privacy accountants`); default: the library's "
+        "DEFAULT_ACCOUNTANT",
+    )
+    p.add_argument("--all-backends", action="store_true", help="one row per registered backend, side by side")
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
@@ -78,12 +94,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _delta(args) -> tuple[float, str]:
-    from ..privacy import PrivacyBudget
+    from ..privacy import PrivacyBudget, check_delta
 
     if args.delta is not None:
-        if not (0.0 < args.delta < 1.0):
-            raise UsageError(f"--delta must be in (0, 1), got {args.delta!r}")
-        return args.delta, "fixed"
+        try:
+            return check_delta(args.delta, "--delta"), "fixed"
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.dataset_size is not None:
         try:
             b = PrivacyBudget.from_rule(1.0, args.dataset_size)
@@ -95,46 +112,75 @@ def _delta(args) -> tuple[float, str]:
 
 def _dpsgd(args) -> tuple[float, int] | None:
     """(q, steps) of the DP-SGD run described by the arguments, or None if there is none."""
-    from ..privacy import plans
+    from ..privacy.events import check_positive_int
+    from ..privacy.plans import epochs_to_steps
 
     has_rate = args.sample_rate is not None or args.batch_size is not None
     has_len = args.steps is not None or args.epochs is not None
     if not has_rate and not has_len:
         return None
     try:
-        if args.sample_rate is not None:
-            if args.batch_size is not None:
-                raise UsageError("give --sample-rate or --batch-size (with --dataset-size), not both")
-            q = plans.check_sample_rate(args.sample_rate)
-        elif args.batch_size is not None:
-            if args.dataset_size is None:
-                raise UsageError("--batch-size needs --dataset-size")
-            q = plans.sample_rate(args.batch_size, args.dataset_size)
-        else:
-            raise UsageError("a DP-SGD run needs --sample-rate, or --batch-size with --dataset-size")
+        q = _sample_rate(args)
         if (args.steps is None) == (args.epochs is None):
             raise UsageError("a DP-SGD run needs exactly one of --steps or --epochs")
         if args.steps is not None:
-            if args.steps < 1:
-                raise UsageError(f"--steps must be >= 1, got {args.steps}")
-            steps = args.steps
-        else:
-            if not args.epochs > 0:
-                raise UsageError(f"--epochs must be > 0, got {args.epochs}")
-            steps = max(1, round(args.epochs * plans.steps_per_epoch(q)))
+            return q, check_positive_int("--steps", args.steps)
+        return q, epochs_to_steps(q, args.epochs)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return q, steps
+
+
+def _sample_rate(args) -> float:
+    """q from ``--sample-rate``, or from ``--batch-size`` / ``--dataset-size``; ValueError or UsageError."""
+    from ..privacy.events import check_sample_rate
+    from ..privacy.plans import sample_rate
+
+    if args.sample_rate is not None:
+        if args.batch_size is not None:
+            raise UsageError("give --sample-rate or --batch-size (with --dataset-size), not both")
+        return check_sample_rate(args.sample_rate)
+    if args.batch_size is not None:
+        if args.dataset_size is None:
+            raise UsageError("--batch-size needs --dataset-size")
+        return sample_rate(args.batch_size, args.dataset_size)
+    raise UsageError("a DP-SGD run needs --sample-rate, or --batch-size with --dataset-size")
 
 
 def _backends(args) -> list[str]:
-    from ..privacy import ACCOUNTANTS
+    """The accountants to report: every registered one with --all-backends, else --accountant (or the default)."""
+    from ..privacy import DEFAULT_ACCOUNTANT, UnknownAccountantError, get_accountant, list_accountants
 
     if args.all_backends:
-        return list(ACCOUNTANTS)
-    if args.accountant not in ACCOUNTANTS:
-        raise UsageError(f"unknown accountant {args.accountant!r}; choose one of {sorted(ACCOUNTANTS)}")
-    return [args.accountant]
+        return list_accountants()
+    name = DEFAULT_ACCOUNTANT if args.accountant is None else args.accountant
+    try:
+        get_accountant(name)
+    except UnknownAccountantError as exc:  # the message lists the registered names
+        raise UsageError(str(exc)) from None
+    return [name]
+
+
+def _accountants(args) -> int:
+    from ..privacy import ACCOUNTANTS, DEFAULT_ACCOUNTANT, NEIGHBOURING
+
+    rows = []
+    for name, acc in ACCOUNTANTS.items():
+        rows.append({"accountant": name, "default": name == DEFAULT_ACCOUNTANT, "subsampling": acc.subsampling,
+                     "abs_error": acc.abs_error, "rel_error": acc.rel_error, "discretised": acc.discretised,
+                     "neighbouring": NEIGHBOURING, "origin": ACCOUNTANTS.origin(name), "description": acc.description})
+    if args.json:
+        json.dump({"rows": rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).drop(columns=["neighbouring", "origin", "description"])
+    with pd.option_context("display.float_format", lambda v: f"{v:g}"):
+        print(frame.to_string(index=False))
+    print(f"neighbouring relation: {NEIGHBOURING}")
+    for row in rows:
+        print(f"{row['accountant']}: {row['description']} (from {row['origin']})")
+    return 0
 
 
 def _epsilon(args) -> int:

@@ -10,7 +10,7 @@ import torch
 
 from ..data.types import DatasetInfo, ImageDataset
 from ..method import GenerativeMethod
-from ..privacy.accounting import ACCOUNTANTS, to_history
+from ..privacy.accounting import DEFAULT_ACCOUNTANT, list_accountants, to_history
 from ..privacy.calibration import calibrate
 from ..privacy.budget import PrivacyBudget
 from ..privacy.ledger import PrivacyLedger
@@ -56,7 +56,7 @@ def _fit(method: type[GenerativeMethod], data: ImageDataset, budget: PrivacyBudg
     return instance, ledger
 
 
-def _budget(accountant: str = "prv") -> PrivacyBudget:
+def _budget(accountant: str = DEFAULT_ACCOUNTANT) -> PrivacyBudget:
     return PrivacyBudget(EPSILON, DELTA, accountant=accountant)
 
 
@@ -79,12 +79,12 @@ def check_declarations(method: type[GenerativeMethod]) -> None:
 
 
 def check_accountants(method: type[GenerativeMethod], data: ImageDataset | None = None) -> list[str]:
-    """Every accountant: supported → a short fit spends ≤ target, with a non-empty ledger; unsupported →
+    """Every registered accountant: supported → a short fit spends ≤ target, with a non-empty ledger; unsupported →
     refused by ``capabilities.check_accountant`` and by ``fit`` before anything is recorded. Returns the
     supported accountant names."""
     data = data if data is not None else tiny_dataset(method)
     supported = []
-    for accountant in ACCOUNTANTS:
+    for accountant in list_accountants():
         budget = _budget(accountant)
         try:
             method.capabilities.check_accountant(accountant)

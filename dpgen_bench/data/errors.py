@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from ..named_registry import UnknownNameError
 
-class UnknownDatasetError(KeyError):
-    """A dataset name that is not registered; the message lists the valid names."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+class UnknownDatasetError(UnknownNameError):
+    """A dataset name that is not registered; the message lists the valid names.
+
+    An :class:`~dpgen_bench.named_registry.UnknownNameError`, so both ``KeyError`` and ``ValueError``."""
 
 
 class DatasetUnavailableError(RuntimeError):

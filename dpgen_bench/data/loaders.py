@@ -32,12 +32,12 @@ def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int | None =
     run seeds are public; so private training leaves ``seed=None`` (sampling seeded from OS entropy via
     :func:`dpgen_bench.privacy.noise.release_generator`). A fixed ``seed`` is for tests and non-private use.
     """
-    q = float(sample_rate)
-    if math.isnan(q) or not (0.0 < q <= 1.0):
-        raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-    from opacus.data_loader import DPDataLoader  # imported here: opacus takes seconds to import
-
+    # Imported here: the privacy layer and opacus take seconds to import, and a data-layer import must not.
+    from ..privacy.events import check_sample_rate
     from ..privacy.noise import release_generator
+
+    q = check_sample_rate(sample_rate)
+    from opacus.data_loader import DPDataLoader
 
     generator = release_generator() if seed is None else torch.Generator().manual_seed(int(seed))
     return DPDataLoader(TensorDataset(dataset.images, dataset.labels), sample_rate=q, generator=generator)

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..files import atomic_path
 from .errors import DatasetUnavailableError
 from .types import DatasetInfo, ImageDataset
 
@@ -29,18 +30,21 @@ CELEBA_FILES = (
     "list_eval_partition.txt",
 )
 CELEBA_LABEL_ATTRIBUTE = "Male"
+CELEBA_NAMES = ("female", "male")
+"""What the 0/1 label read from :data:`CELEBA_LABEL_ATTRIBUTE` means."""
 
+# What the label indices torchvision returns mean (MNIST's are the digits themselves).
 FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 
 @dataclass(frozen=True)
 class TorchvisionSource:
-    """How one torchvision dataset is found in, and read from, a data directory."""
+    """How one torchvision dataset is found in, and read from, a data directory.
 
-    info: DatasetInfo
-    size: int
+    Only *how to read*: what the dataset is (name, shape, classes, declared size) is its
+    :class:`~dpgen_bench.data.registry.DatasetSpec`, which hands its ``info`` to :meth:`load`."""
+
     torchvision_class: str
     folder: str
     """Sub-folder of the data directory torchvision uses."""
@@ -58,22 +62,23 @@ class TorchvisionSource:
             p.is_dir() if f.endswith("/") else p.is_file() for p, f in zip(self.expected_paths(data_dir), self.files)
         )
 
-    def unavailable_message(self, data_dir: str | Path, reason: str) -> str:
+    def unavailable_message(self, name: str, data_dir: str | Path, reason: str) -> str:
         root = Path(data_dir)
         listing = "\n".join(f"  {p}{'/' if f.endswith('/') else ''}" for p, f in zip(self.expected_paths(root), self.files))
         return (
-            f"dataset {self.info.name!r} is not available: {reason}.\n"
+            f"dataset {name!r} is not available: {reason}.\n"
             f"Expected these files under data dir {root}:\n{listing}\n"
             f"Either put them there (e.g. copy them from a machine that has them), or download them with "
-            f"`dpgen-bench info {self.info.name} --data-dir {root} --download` / "
-            f"load_dataset({self.info.name!r}, data_dir={str(root)!r}, download=True), which calls "
+            f"`dpgen-bench info {name} --data-dir {root} --download` / "
+            f"load_dataset({name!r}, data_dir={str(root)!r}, download=True), which calls "
             f"torchvision.datasets.{self.torchvision_class}(root={str(root)!r}, download=True) and needs network access."
         )
 
-    def load(self, data_dir: str | Path, download: bool) -> ImageDataset:
+    def load(self, info: DatasetInfo, data_dir: str | Path, download: bool) -> ImageDataset:
+        """All examples (official train and test parts pooled) as images float32 in [0, 1] labelled by ``info``."""
         root = Path(data_dir)
         if not self.files_present(root) and not download:
-            raise DatasetUnavailableError(self.unavailable_message(root, "files not found and download=False"))
+            raise DatasetUnavailableError(self.unavailable_message(info.name, root, "files not found and download=False"))
         try:
             images, labels, official_test = self.read(root, download)
         except DatasetUnavailableError:
@@ -81,12 +86,12 @@ class TorchvisionSource:
         except Exception as exc:  # torchvision raises RuntimeError / URLError / OSError variously
             what = "download failed" if download else "files missing or corrupt"
             raise DatasetUnavailableError(
-                self.unavailable_message(root, f"{what} ({type(exc).__name__}: {exc})")
+                self.unavailable_message(info.name, root, f"{what} ({type(exc).__name__}: {exc})")
             ) from exc
         return ImageDataset(
             images=images.float().div_(255.0),
             labels=labels,
-            info=self.info,
+            info=info,
             split="all",
             meta={"source": f"torchvision.datasets.{self.torchvision_class}", "data_dir": str(root),
                   "official_test": official_test},
@@ -140,9 +145,8 @@ def _read_celeba(size: int) -> Callable[[Path, bool], tuple[torch.Tensor, torch.
         partition = _celeba_partition(root)
         official_test = partition == 2 if partition is not None else torch.zeros(len(ds), dtype=torch.bool)
         blob = {"images": torch.cat(images), "labels": torch.cat(labels), "official_test": official_test}
-        tmp = cache.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:  # a killed decode must not leave a truncated cache behind
+            torch.save(blob, tmp)
         return blob["images"], blob["labels"], blob["official_test"]
 
     return read
@@ -157,25 +161,11 @@ def _celeba_partition(root: Path) -> torch.Tensor | None:
     return torch.tensor([int(v) for v in rows[1::2]], dtype=torch.int64)
 
 
-SOURCES: dict[str, TorchvisionSource] = {
-    "mnist": TorchvisionSource(
-        DatasetInfo("mnist", 1, 28, 28, 10, DIGIT_NAMES), 70_000, "MNIST", "MNIST/raw", MNIST_FILES,
-        _read_mnist_like("MNIST"),
-    ),
-    "fashion-mnist": TorchvisionSource(
-        DatasetInfo("fashion-mnist", 1, 28, 28, 10, FASHION_NAMES), 70_000, "FashionMNIST", "FashionMNIST/raw",
-        MNIST_FILES, _read_mnist_like("FashionMNIST"),
-    ),
-    "cifar10": TorchvisionSource(
-        DatasetInfo("cifar10", 3, 32, 32, 10, CIFAR10_NAMES), 60_000, "CIFAR10", "cifar-10-batches-py",
-        CIFAR10_FILES, _read_cifar10,
-    ),
-    "celeba32": TorchvisionSource(
-        DatasetInfo("celeba32", 3, 32, 32, 2, ("female", "male")), 202_599, "CelebA", "celeba", CELEBA_FILES,
-        _read_celeba(32),
-    ),
-    "celeba64": TorchvisionSource(
-        DatasetInfo("celeba64", 3, 64, 64, 2, ("female", "male")), 202_599, "CelebA", "celeba", CELEBA_FILES,
-        _read_celeba(64),
-    ),
-}
+MNIST = TorchvisionSource("MNIST", "MNIST/raw", MNIST_FILES, _read_mnist_like("MNIST"))
+FASHION_MNIST = TorchvisionSource("FashionMNIST", "FashionMNIST/raw", MNIST_FILES, _read_mnist_like("FashionMNIST"))
+CIFAR10 = TorchvisionSource("CIFAR10", "cifar-10-batches-py", CIFAR10_FILES, _read_cifar10)
+
+
+def celeba(size: int) -> TorchvisionSource:
+    """CelebA aligned faces resized and centre-cropped to ``size``×``size`` (label: :data:`CELEBA_LABEL_ATTRIBUTE`)."""
+    return TorchvisionSource("CelebA", "celeba", CELEBA_FILES, _read_celeba(size))

@@ -1,8 +1,15 @@
-"""Pre-trained (and random) feature extractors; see :mod:`dpgen_bench.features.base`."""
+"""Pre-trained (and random) feature extractors; see :mod:`dpgen_bench.features.base`.
+
+An extractor of your own: decorate a factory ``(**options) -> FeatureExtractor`` with
+``@register_extractor(name, trained_on=(families...))``; it is then usable by name in ``get_extractor``.
+"""
 
 from .base import (
+    EXTRACTORS,
+    ExtractorEntry,
     FeatureExtractor,
     PrivateExtractorError,
+    UnknownExtractorError,
     check_public_extractor,
     extractor_trained_on,
     get_extractor,
@@ -16,8 +23,11 @@ from . import random_cnn  # noqa: E402,F401  (more extractor modules are importe
 from . import efficientnet_lite0, torchvision_nets  # noqa: E402,F401
 
 __all__ = [
+    "EXTRACTORS",
+    "ExtractorEntry",
     "FeatureExtractor",
     "PrivateExtractorError",
+    "UnknownExtractorError",
     "check_public_extractor",
     "extractor_trained_on",
     "get_extractor",

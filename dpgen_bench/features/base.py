@@ -8,11 +8,14 @@ generator can be trained through it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..named_registry import Registry, UnknownNameError, origin_of
 
 
 class FeatureExtractor(nn.Module):
@@ -56,41 +59,60 @@ class FeatureExtractor(nn.Module):
 
 
 E = TypeVar("E", bound=Callable[..., FeatureExtractor])
-_EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {}
-_TRAINED_ON: dict[str, tuple[str, ...]] = {}
 
 
 class PrivateExtractorError(ValueError):
     """A training feature extractor that was itself trained on the private data's family of data."""
 
 
+class UnknownExtractorError(UnknownNameError):
+    """A feature extractor name that is not registered; the message lists the valid names (KeyError and ValueError)."""
+
+
+@dataclass(frozen=True)
+class ExtractorEntry:
+    """A registered extractor: how to build it and what its weights were fitted on."""
+
+    factory: Callable[..., FeatureExtractor]
+    """``(**options) -> FeatureExtractor`` (:func:`get_extractor` freezes it and moves it to the device)."""
+    trained_on: tuple[str, ...]
+    """Data families (:attr:`dpgen_bench.data.DatasetSpec.family`) the weights were fitted on; ``()`` for
+    random weights."""
+
+
+EXTRACTORS: Registry[ExtractorEntry] = Registry("feature extractor", error=UnknownExtractorError)
+"""Every registered feature extractor, by name. Add with :func:`register_extractor`; ``EXTRACTORS.unregister``."""
+
+
 def register_extractor(name: str, trained_on: tuple[str, ...]) -> Callable[[E], E]:
-    """Register a factory ``(**options) -> FeatureExtractor`` under ``name``.
+    """Decorator: register a factory ``(**options) -> FeatureExtractor`` under ``name``.
 
     ``trained_on``: the data families (:attr:`dpgen_bench.data.DatasetSpec.family`, e.g. ``("imagenet",)``,
     ``("mnist",)``; ``()`` for random weights) its weights were fitted on. A method may train against the
-    extractor only on datasets of other families (:func:`check_public_extractor`).
+    extractor only on datasets of other families (:func:`check_public_extractor`). A name taken twice raises
+    :class:`~dpgen_bench.named_registry.DuplicateNameError` naming both factories.
     """
+    if isinstance(trained_on, str):  # tuple("mnist") would silently become ("m", "n", "i", "s", "t")
+        raise TypeError(f"trained_on must be a tuple of family names, e.g. ({trained_on!r},), got the string {trained_on!r}")
+    families = tuple(trained_on)
+    if not all(isinstance(f, str) and f for f in families):
+        raise TypeError(f"trained_on must hold non-empty family names (strings), got {trained_on!r}")
 
     def wrap(factory: E) -> E:
-        if name in _EXTRACTORS:
-            raise ValueError(f"feature extractor {name!r} registered twice")
-        _EXTRACTORS[name] = factory
-        _TRAINED_ON[name] = tuple(trained_on)
+        EXTRACTORS.register(name, ExtractorEntry(factory, families), origin=origin_of(factory))
         return factory
 
     return wrap
 
 
 def list_extractors() -> list[str]:
-    return sorted(_EXTRACTORS)
+    """Registered extractor names, sorted."""
+    return sorted(EXTRACTORS)
 
 
 def extractor_trained_on(name: str) -> tuple[str, ...]:
     """The data families the named extractor's weights were trained on."""
-    if name not in _TRAINED_ON:
-        raise KeyError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
-    return _TRAINED_ON[name]
+    return EXTRACTORS.get(name).trained_on
 
 
 def check_public_extractor(name: str, dataset: str) -> None:
@@ -110,7 +132,12 @@ def check_public_extractor(name: str, dataset: str) -> None:
 
 
 def get_extractor(name: str, device: str | torch.device = "cpu", **options) -> FeatureExtractor:
-    """Build the named extractor, frozen, on ``device``. Options are extractor-specific."""
-    if name not in _EXTRACTORS:
-        raise KeyError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
-    return _EXTRACTORS[name](**options).freeze().to(device)
+    """Build the named extractor, frozen, on ``device``. Options are extractor-specific.
+
+    :class:`UnknownExtractorError` (a KeyError) lists the registered names; TypeError if the factory does
+    not return a :class:`FeatureExtractor` (the frozen, input-differentiable contract of this module)."""
+    extractor = EXTRACTORS.get(name).factory(**options)
+    if not isinstance(extractor, FeatureExtractor):
+        raise TypeError(f"feature extractor {name!r}: its factory returned {type(extractor).__name__}, "
+                        f"expected a FeatureExtractor")
+    return extractor.freeze().to(device)

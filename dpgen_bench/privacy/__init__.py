@@ -7,11 +7,18 @@ everywhere. Noise multipliers σ are relative to each mechanism's L2 sensitivity
 from .accounting import (
     ACCOUNTANTS,
     DEFAULT_ACCOUNTANT,
+    Accountant,
     AccountingError,
+    UnknownAccountantError,
     UnsupportedEventError,
     accountant_tolerance,
     analytic_gaussian_epsilon,
+    check_delta,
     epsilon,
+    get_accountant,
+    list_accountants,
+    register_accountant,
+    subsampling_accountants,
     to_history,
 )
 from .budget import DELTA_RULE, NEIGHBOURING, SPEND_RTOL, PrivacyBudget
@@ -27,6 +34,7 @@ from .events import (
     Event,
     GaussianEvent,
     PoissonSubsampledGaussianEvent,
+    check_sample_rate,
     event_from_dict,
     events_from_json,
     events_to_json,
@@ -34,7 +42,7 @@ from .events import (
 )
 from .ledger import LedgerEntry, PrivacyLedger
 from .noise import gaussian_noise, public_generator, release_generator
-from .plans import dpsgd_plan, dpsgd_plan_from_settings, dpsgd_steps, sample_rate, steps_per_epoch
+from .plans import dpsgd_plan, dpsgd_plan_from_settings, dpsgd_steps, epochs_to_steps, sample_rate, steps_per_epoch
 
 __all__ = [
     "ACCOUNTANTS",
@@ -42,6 +50,7 @@ __all__ = [
     "DEFAULT_RTOL",
     "DELTA_RULE",
     "NEIGHBOURING",
+    "Accountant",
     "AccountingError",
     "CalibrationError",
     "ComposedEvent",
@@ -51,15 +60,19 @@ __all__ = [
     "PoissonSubsampledGaussianEvent",
     "PrivacyBudget",
     "PrivacyLedger",
+    "UnknownAccountantError",
     "UnsupportedEventError",
     "accountant_tolerance",
     "SPEND_RTOL",
     "analytic_gaussian_epsilon",
     "calibrate",
     "calibrate_gaussian_releases",
+    "check_delta",
+    "check_sample_rate",
     "dpsgd_plan",
     "dpsgd_plan_from_settings",
     "dpsgd_steps",
+    "epochs_to_steps",
     "epsilon",
     "event_from_dict",
     "events_from_json",
@@ -67,9 +80,13 @@ __all__ = [
     "flatten",
     "gaussian_noise",
     "gaussian_releases_plan",
+    "get_accountant",
+    "list_accountants",
     "public_generator",
+    "register_accountant",
     "release_generator",
     "sample_rate",
     "steps_per_epoch",
+    "subsampling_accountants",
     "to_history",
 ]

@@ -1,9 +1,11 @@
-"""ε of a history of mechanism events, with one of four accountant backends.
+"""ε of a history of mechanism events, with one of the registered accountant backends.
 
 One function, :func:`epsilon`, turns events and δ into ε. Every ε in dpgen-bench comes from here
-(add/remove-one neighbouring throughout, which is what all four backends assume).
+(add/remove-one neighbouring throughout, which is what every backend must assume).
 
-Backends (names in :data:`ACCOUNTANTS`):
+Backends are :class:`Accountant` entries of the registry :data:`ACCOUNTANTS`; :func:`register_accountant`
+adds one from user code (it is then usable in ``PrivacyBudget(..., accountant=name)``, a benchmark config's
+``accountant`` and ``dpgen-bench privacy --accountant``). Built in:
 
 * ``"prv"`` (default) — Opacus's port of the PRV accountant (Gopi et al. 2021). Returns the *upper bound*
   of its estimate at ``eps_error`` = 0.01 and ``delta_error`` = δ/1000. Handles any mix of one-shot
@@ -34,9 +36,11 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import log_ndtr
 
+from ..named_registry import Registry, UnknownNameError, origin_of
 from .events import Event, GaussianEvent, flatten
 
 DEFAULT_ACCOUNTANT = "prv"
+"""The backend used wherever none is named (budgets, benchmark configs, the CLI, the conformance suite)."""
 
 PRV_EPS_ERROR = 0.01
 """Additive ε error of the two PRV backends (the stated error of their upper bound)."""
@@ -57,6 +61,10 @@ class AccountingError(RuntimeError):
 
 class UnsupportedEventError(ValueError):
     """The chosen backend cannot account this kind of event (e.g. ``gdp`` with Poisson subsampling)."""
+
+
+class UnknownAccountantError(UnknownNameError):
+    """An accountant name that is not registered; the message lists the valid names (KeyError and ValueError)."""
 
 
 History = list[tuple[float, float, int]]
@@ -102,10 +110,16 @@ def merge_gaussians(history: History) -> History:
     return out
 
 
-def _check_delta(delta: float) -> float:
-    d = float(delta)
+def check_delta(delta: float, name: str = "delta") -> float:
+    """δ as a float in the open interval (0, 1); ValueError naming ``name`` and the value otherwise (NaN too).
+
+    The one δ check: budgets, :func:`epsilon`, benchmark configs and the CLI all call it."""
+    try:
+        d = float(delta)
+    except (TypeError, ValueError):
+        d = math.nan
     if not (0.0 < d < 1.0):
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        raise ValueError(f"{name} must be in (0, 1), got {delta!r}")
     return d
 
 
@@ -190,7 +204,7 @@ def gaussian_mu(history: History) -> float:
             raise UnsupportedEventError(
                 f"the 'gdp' accountant is exact only for non-subsampled Gaussian releases; got a "
                 f"Poisson-subsampled event (noise_multiplier={sigma}, sample_rate={q}, steps={n}). "
-                f"Use 'prv', 'rdp' or 'prv-accountant'."
+                f"Use one of {', '.join(subsampling_accountants())}."
             )
         total += n / sigma**2
     return math.sqrt(total)
@@ -228,66 +242,109 @@ def _gdp(history: History, delta: float) -> float:
 
 @dataclass(frozen=True)
 class Accountant:
-    """A backend: its name, what it computes, and its stated error."""
+    """A backend: its name, what it computes, its stated error and what it can account.
+
+    ``compute(history, delta) -> ε``: ``history`` is the canonical :data:`History` (never empty), ``delta`` is
+    already checked to lie in (0, 1); it returns ε ≥ 0 under add/remove-one neighbouring, an *upper bound*
+    if not exact. It raises :class:`UnsupportedEventError` for events it cannot account and
+    :class:`AccountingError` when it fails numerically (never returns NaN or ∞ silently)."""
 
     name: str
     description: str
     compute: Callable[[History, float], float]
     abs_error: float
-    """Stated additive ε error (the PRV backends' eps_error)."""
+    """Stated additive ε error, >= 0 (the PRV backends' eps_error, 0.01)."""
     rel_error: float
-    """Stated relative ε error (floating point / root finding for closed forms)."""
+    """Stated relative ε error, >= 0 (floating point / root finding for closed forms, 1e-6)."""
     subsampling: bool
-    """Whether Poisson-subsampled events are supported."""
+    """Whether Poisson-subsampled events are supported (False: only one-shot Gaussian releases)."""
+    discretised: bool = False
+    """Whether ε comes from a discretised privacy-loss distribution (the PRV backends): each evaluation is
+    costly, so :func:`~dpgen_bench.privacy.calibration.calibrate` first locates σ with a cheap coarse-grid PRV
+    computation, then checks with this backend. False: the backend is cheap and locates σ itself."""
+
+    def __post_init__(self) -> None:
+        if not callable(self.compute):
+            raise TypeError(f"accountant {self.name!r}: compute must be a callable (history, delta) -> epsilon")
+        for field_name in ("abs_error", "rel_error"):
+            value = getattr(self, field_name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"accountant {self.name!r}: {field_name} must be a finite number >= 0, got {value!r}")
 
 
-ACCOUNTANTS: dict[str, Accountant] = {
-    "prv": Accountant(
-        "prv",
-        "Opacus PRV accountant (Gopi et al. 2021), upper bound at eps_error=0.01, delta_error=delta/1000",
-        _opacus_prv,
-        PRV_EPS_ERROR,
-        0.0,
-        True,
-    ),
-    "rdp": Accountant(
-        "rdp",
-        "Opacus RDP accountant (Renyi DP, default orders), upper bound",
-        _opacus_rdp,
-        0.0,
-        _CLOSED_FORM_RTOL,
-        True,
-    ),
-    "prv-accountant": Accountant(
-        "prv-accountant",
-        "Microsoft prv-accountant PRVAccountant.compute_epsilon upper bound, eps_error=0.01, delta_error=delta/1000",
-        _microsoft_prv,
-        PRV_EPS_ERROR,
-        0.0,
-        True,
-    ),
-    "gdp": Accountant(
-        "gdp",
-        "exact analytic Gaussian (Balle & Wang 2018) on mu=sqrt(sum 1/sigma^2); non-subsampled Gaussians only",
-        _gdp,
-        0.0,
-        _CLOSED_FORM_RTOL,
-        False,
-    ),
-}
-"""The accountant backends by name. ``"prv"`` is the default."""
+ACCOUNTANTS: Registry[Accountant] = Registry("accountant", error=UnknownAccountantError)
+"""The accountant backends by name, in registration order (built-ins first, :data:`DEFAULT_ACCOUNTANT` among
+them). Add with :func:`register_accountant`; ``ACCOUNTANTS.unregister(name)`` removes."""
+
+
+def register_accountant(accountant: Accountant, *, origin: str | None = None) -> Accountant:
+    """Register ``accountant`` under ``accountant.name``; returns it.
+
+    ``origin`` names the registration if the name is taken twice (default: ``compute``'s module.qualname);
+    :class:`~dpgen_bench.named_registry.DuplicateNameError` then names both."""
+    if not isinstance(accountant, Accountant):
+        raise TypeError(f"register_accountant expects an Accountant, got {type(accountant).__name__}")
+    return ACCOUNTANTS.register(accountant.name, accountant, origin=origin or origin_of(accountant.compute))
 
 
 def get_accountant(name: str) -> Accountant:
-    """The backend called ``name``; ValueError listing the valid names otherwise."""
-    try:
-        return ACCOUNTANTS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown accountant {name!r}; choose one of {sorted(ACCOUNTANTS)}") from None
+    """The backend called ``name``; :class:`UnknownAccountantError` (a ValueError) lists the valid names."""
+    return ACCOUNTANTS.get(name)
+
+
+def list_accountants() -> list[str]:
+    """Registered accountant names, in registration order."""
+    return ACCOUNTANTS.names()
+
+
+def subsampling_accountants() -> list[str]:
+    """Names of the registered backends that can account Poisson-subsampled (DP-SGD) events: what an error
+    message offers instead of one that cannot."""
+    return [name for name, acc in ACCOUNTANTS.items() if acc.subsampling]
+
+
+for _accountant in (
+    Accountant(
+        "prv",
+        "Opacus PRV accountant (Gopi et al. 2021), upper bound at eps_error=0.01, delta_error=delta/1000",
+        _opacus_prv,
+        abs_error=PRV_EPS_ERROR,
+        rel_error=0.0,
+        subsampling=True,
+        discretised=True,
+    ),
+    Accountant(
+        "rdp",
+        "Opacus RDP accountant (Renyi DP, default orders), upper bound",
+        _opacus_rdp,
+        abs_error=0.0,
+        rel_error=_CLOSED_FORM_RTOL,
+        subsampling=True,
+    ),
+    Accountant(
+        "prv-accountant",
+        "Microsoft prv-accountant PRVAccountant.compute_epsilon upper bound, eps_error=0.01, delta_error=delta/1000",
+        _microsoft_prv,
+        abs_error=PRV_EPS_ERROR,
+        rel_error=0.0,
+        subsampling=True,
+        discretised=True,
+    ),
+    Accountant(
+        "gdp",
+        "exact analytic Gaussian (Balle & Wang 2018) on mu=sqrt(sum 1/sigma^2); non-subsampled Gaussians only",
+        _gdp,
+        abs_error=0.0,
+        rel_error=_CLOSED_FORM_RTOL,
+        subsampling=False,
+    ),
+):
+    register_accountant(_accountant, origin=__name__)
+del _accountant
 
 
 def accountant_tolerance(accountant: str, eps: float) -> float:
-    """The stated ε error of ``accountant`` at a value ``eps``: how far a recomputed spend may exceed a target.
+    """The stated ε error of ``accountant`` at a value ``eps``: ``abs_error + rel_error · max(|ε|, 1)``.
 
     ``prv`` / ``prv-accountant``: 0.01 (their ``eps_error``; the value they report is already an upper bound).
     ``rdp`` / ``gdp``: 1e-6 · max(ε, 1) (closed forms: floating point and root finding only).
@@ -303,7 +360,7 @@ def epsilon(events: Event | Iterable[Event], delta: float, accountant: str = DEF
         events: an event, a :class:`ComposedEvent`, or a list of them. Noise multipliers are relative to
             each mechanism's L2 sensitivity.
         delta: target δ in (0, 1).
-        accountant: a key of :data:`ACCOUNTANTS`.
+        accountant: a name registered in :data:`ACCOUNTANTS` (default :data:`DEFAULT_ACCOUNTANT`).
 
     Returns:
         ε ≥ 0 (0.0 for an empty history). For the PRV backends this is the upper bound of the estimate.
@@ -313,7 +370,7 @@ def epsilon(events: Event | Iterable[Event], delta: float, accountant: str = DEF
             account an event; :class:`AccountingError` when the backend fails numerically.
     """
     acc = get_accountant(accountant)
-    delta = _check_delta(delta)
+    delta = check_delta(delta)
     history = to_history(events)
     if not history:
         return 0.0

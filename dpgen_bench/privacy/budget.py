@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
+from .accounting import DEFAULT_ACCOUNTANT, check_delta, get_accountant
 
 NEIGHBOURING = "add/remove-one"
-"""The neighbouring relation used everywhere in dpgen-bench (what Opacus's accountants assume)."""
+"""The neighbouring relation used everywhere in dpgen-bench (what Opacus's accountants assume, and what every
+registered accountant must assume): recorded in every results row and every CLI output."""
 
 DELTA_RULE = "1/(n ln n)"
 """The one supported δ rule: δ = 1 / (n̂ · ln n̂), n̂ the *declared* (public) size of the private split."""
@@ -31,7 +32,8 @@ class PrivacyBudget:
 
     ``epsilon`` > 0, or ``math.inf`` for a non-private reference run (no noise, nothing accounted).
     ``delta`` ∈ (0, 1). ``delta_rule`` records how δ was chosen: ``"fixed"`` or ``"1/(n ln n)"``.
-    ``accountant``: a backend name of :data:`~dpgen_bench.privacy.accounting.ACCOUNTANTS` (default ``"prv"``).
+    ``accountant``: a backend name registered in :data:`~dpgen_bench.privacy.accounting.ACCOUNTANTS` (default
+    :data:`~dpgen_bench.privacy.accounting.DEFAULT_ACCOUNTANT`).
     """
 
     epsilon: float
@@ -43,11 +45,8 @@ class PrivacyBudget:
         eps = float(self.epsilon)
         if math.isnan(eps) or eps <= 0:
             raise ValueError(f"epsilon must be > 0 (or inf for non-private), got {self.epsilon!r}")
-        d = float(self.delta)
-        if not (0.0 < d < 1.0):
-            raise ValueError(f"delta must be in (0, 1), got {self.delta!r}")
-        if self.accountant not in ACCOUNTANTS:
-            raise ValueError(f"unknown accountant {self.accountant!r}; choose one of {sorted(ACCOUNTANTS)}")
+        d = check_delta(self.delta)
+        get_accountant(self.accountant)  # UnknownAccountantError (a ValueError) lists the registered names
         object.__setattr__(self, "epsilon", eps)
         object.__setattr__(self, "delta", d)
 

@@ -8,8 +8,9 @@ each mechanism's L2 sensitivity). :func:`calibrate` returns σ such that, with t
 both checked with the backend itself (the same call the runner uses to re-check a ledger), so the
 guarantee never rests on an approximation.
 
-How it is fast: the root is first located with a cheap *guide* (for the two PRV backends, the same PRV
-computation on a 10× coarser grid with a fixed domain; for RDP and GDP, the backend itself, which is cheap),
+How it is fast: the root is first located with a cheap *guide* (for a backend declared ``discretised``, such
+as the two PRV ones, the same PRV computation on a 10× coarser grid with a fixed domain; for any other, e.g.
+RDP and GDP, the backend itself, which is cheap),
 then the backend is evaluated at the guide's answer and one point rtol below it. When the guide is right
 (the usual case) that is two accurate evaluations; otherwise a monotone bisection on the backend finishes
 the job. A backend's numerical failure counts as "too little noise".
@@ -34,6 +35,7 @@ from .accounting import (
     epsilon,
     get_accountant,
     merge_gaussians,
+    subsampling_accountants,
     to_history,
 )
 from .budget import PrivacyBudget
@@ -60,7 +62,9 @@ def _guide_for(accountant: str, plan: Plan, delta: float) -> tuple[Callable[[flo
     """(guide, aim): a cheap σ → ε stand-in for the backend, and how far above its root (relative, in units of
     rtol) to place the first accurate probe. The coarse PRV guide is off by ~1e-4 relative, the exact
     closed forms not at all."""
-    if accountant in ("prv", "prv-accountant"):
+    if get_accountant(accountant).discretised:
+        # Any guide only *locates* σ (the backend itself has the last word), so the coarse PRV serves every
+        # discretised backend, not only the two built-in ones it mirrors.
         return _memoised(_CoarsePRV(plan, delta)), 0.25
 
     def exact(sigma: float) -> float:
@@ -288,7 +292,7 @@ def calibrate(
         if rates:
             raise UnsupportedEventError(
                 f"the {accountant!r} accountant cannot account Poisson-subsampled events; this plan has "
-                f"sample_rate(s) {rates}. Use 'prv', 'rdp' or 'prv-accountant'."
+                f"sample_rate(s) {rates}. Use one of {', '.join(subsampling_accountants())}."
             )
     target, delta = budget.epsilon, budget.delta
 

@@ -8,8 +8,27 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
+
+
+def check_sample_rate(sample_rate: float) -> float:
+    """Poisson sampling rate q as a float in (0, 1]; ValueError naming the value otherwise (NaN too).
+
+    The one sample-rate check: events, DP-SGD plans, the Poisson loader and the CLI all call it."""
+    q = float(sample_rate)
+    if not (0.0 < q <= 1.0):  # False for NaN
+        raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
+    return q
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1 (an integral number such as 3.0 or ``np.int64(3)`` is accepted, a bool is not);
+    ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def _check_sigma(sigma: float) -> float:
@@ -42,13 +61,8 @@ class PoissonSubsampledGaussianEvent:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_multiplier", _check_sigma(self.noise_multiplier))
-        q = float(self.sample_rate)
-        if not (0.0 < q <= 1.0) or math.isnan(q):
-            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate!r}")
-        object.__setattr__(self, "sample_rate", q)
-        if isinstance(self.steps, bool) or int(self.steps) != self.steps or int(self.steps) < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-        object.__setattr__(self, "steps", int(self.steps))
+        object.__setattr__(self, "sample_rate", check_sample_rate(self.sample_rate))
+        object.__setattr__(self, "steps", check_positive_int("steps", self.steps))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,27 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .events import PoissonSubsampledGaussianEvent
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or int(value) < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def check_sample_rate(sample_rate: float) -> float:
-    """q as a float in (0, 1]; ValueError naming the value otherwise."""
-    q = float(sample_rate)
-    if math.isnan(q) or not (0.0 < q <= 1.0):
-        raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-    return q
+from .events import PoissonSubsampledGaussianEvent, check_positive_int, check_sample_rate
 
 
 def sample_rate(batch_size: int, dataset_size: int) -> float:
     """Poisson sampling rate q = expected batch size / dataset size, in (0, 1]."""
-    b = _check_positive_int("batch_size", batch_size)
-    n = _check_positive_int("dataset_size", dataset_size)
+    b = check_positive_int("batch_size", batch_size)
+    n = check_positive_int("dataset_size", dataset_size)
     if b > n:
         raise ValueError(f"batch_size={b} exceeds dataset_size={n}: the sample rate would be above 1")
     return b / n
@@ -41,23 +27,26 @@ def steps_per_epoch(sample_rate_: float) -> int:
     return max(1, int(1 / q))
 
 
-def dpsgd_steps(dataset_size: int, batch_size: int, epochs: int | float) -> int:
-    """Accounted DP-SGD steps for ``epochs`` passes with expected batch size ``batch_size``.
-
-    ``round(epochs · int(n / b))`` — the number of batches Opacus's ``DPDataLoader`` yields, so the plan
-    matches what the training loop will record in the ledger. ``epochs`` > 0 (fractional allowed).
-    """
-    q = sample_rate(batch_size, dataset_size)
+def epochs_to_steps(sample_rate_: float, epochs: int | float) -> int:
+    """Accounted DP-SGD steps for ``epochs`` > 0 passes (fractional allowed) at Poisson rate q ∈ (0, 1]:
+    ``max(1, round(epochs · int(1 / q)))``, the batches Opacus's ``DPDataLoader`` yields, so a plan matches
+    what the training loop will record in the ledger. The one epochs → steps rule."""
     e = float(epochs)
     if not math.isfinite(e) or e <= 0:
         raise ValueError(f"epochs must be > 0, got {epochs!r}")
-    return max(1, round(e * steps_per_epoch(q)))
+    return max(1, round(e * steps_per_epoch(sample_rate_)))
+
+
+def dpsgd_steps(dataset_size: int, batch_size: int, epochs: int | float) -> int:
+    """Accounted DP-SGD steps for ``epochs`` passes with expected batch size ``batch_size`` over a declared
+    ``dataset_size``: :func:`epochs_to_steps` at q = batch_size / dataset_size."""
+    return epochs_to_steps(sample_rate(batch_size, dataset_size), epochs)
 
 
 def dpsgd_plan(sample_rate: float, steps: int) -> Callable[[float], list[PoissonSubsampledGaussianEvent]]:
     """Plan σ → [PoissonSubsampledGaussianEvent(σ, q, steps)]. Arguments are validated now, not at σ time."""
     q = check_sample_rate(sample_rate)
-    t = _check_positive_int("steps", steps)
+    t = check_positive_int("steps", steps)
 
     def plan(sigma: float) -> list[PoissonSubsampledGaussianEvent]:
         return [PoissonSubsampledGaussianEvent(sigma, q, t)]

@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..privacy.accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
+from ..privacy.accounting import DEFAULT_ACCOUNTANT, UnknownAccountantError, check_delta, get_accountant
 from ..privacy.budget import DELTA_RULE
 
 
@@ -138,7 +138,8 @@ class BenchConfig(_Strict):
     """δ ∈ (0, 1), or the rule ``"1/(n ln n)"`` computed from the train-split size."""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     accountant: str = DEFAULT_ACCOUNTANT
-    """An accountant backend of :data:`dpgen_bench.privacy.accounting.ACCOUNTANTS`; it travels with every budget."""
+    """An accountant backend registered in :data:`dpgen_bench.privacy.accounting.ACCOUNTANTS`; it travels with
+    every budget. Checked by :func:`resolve_methods`, after ``plugins`` are imported (a plugin may register one)."""
     evaluation: EvaluationSpec
     output_dir: str = "results/run"
     device: str = "cpu"
@@ -155,20 +156,15 @@ class BenchConfig(_Strict):
             raise ValueError(f"epsilons lists a value twice: {value}")
         return value
 
-    @field_validator("accountant")
-    @classmethod
-    def _accountant(cls, value: str) -> str:
-        if value not in ACCOUNTANTS:
-            raise ValueError(f"unknown accountant {value!r}; choose one of {sorted(ACCOUNTANTS)}")
-        return value
-
     @field_validator("delta")
     @classmethod
     def _delta(cls, value: float | str) -> float | str:
         if isinstance(value, str):
             return value
-        if not (0.0 < value < 1.0):
-            raise ValueError(f"delta must be in (0, 1) or the rule {DELTA_RULE!r}, got {value!r}")
+        try:
+            check_delta(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or give the rule {DELTA_RULE!r})") from None
         return value
 
     @field_validator("seeds")
@@ -361,8 +357,9 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
     from ..method import ConfigError, build_config
     from ..registry import UnknownMethodError, get_method
 
-    import_plugins(config)
+    import_plugins(config)  # first: plugins may register datasets and accountants as well as methods
     info = dataset_info(config)
+    check_accountant_name(config)
     resolved: dict[str, Any] = {}
     for i, spec in enumerate(config.methods):
         where = f"methods[{i}] ({spec.display})"
@@ -375,7 +372,7 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigFileError(f"{where}.config: {exc}") from None
         try:
-            cls.capabilities.check(info)
+            cls.capabilities_for(method_config).check(info)
         except (ValueError, TypeError) as exc:
             raise ConfigFileError(f"{where}: method {spec.name!r} cannot handle dataset {config.dataset!r}: {exc}") from None
         try:
@@ -395,6 +392,14 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
         check_reachable(config, cls, method_config, where)
     check_metrics(config)
     return resolved
+
+
+def check_accountant_name(config: BenchConfig) -> None:
+    """ConfigFileError listing the registered accountants if ``config.accountant`` is not one of them."""
+    try:
+        get_accountant(config.accountant)
+    except UnknownAccountantError as exc:
+        raise ConfigFileError(f"accountant: {exc}") from None
 
 
 def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None:
@@ -508,13 +513,9 @@ def dataset_info(config: BenchConfig):
     from .. import data
 
     try:
-        spec = data.dataset_spec(config.dataset)
-    except KeyError as exc:  # UnknownDatasetError
-        msg = exc.args[0] if exc.args else str(exc)
-        raise ConfigFileError(f"dataset: {msg}") from None
-    except ValueError as exc:
+        return data.dataset_spec(config.dataset).info
+    except data.UnknownDatasetError as exc:  # its message lists the registered names
         raise ConfigFileError(f"dataset: {exc}") from None
-    return spec.info
 
 
 def check_metrics(config: BenchConfig) -> None:

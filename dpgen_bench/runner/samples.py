@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..files import atomic_path
 
 
 class SampleCheckError(RuntimeError):
@@ -31,9 +32,8 @@ def check_samples(images: torch.Tensor, labels: torch.Tensor, n: int, shape: tup
 def save_samples(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
     """``samples.npz``: ``images`` uint8 NCHW (x·255 rounded) and ``labels`` int64."""
     arr = (images.numpy() * 255.0).round().astype(np.uint8)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, images=arr, labels=labels.cpu().numpy().astype(np.int64))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, images=arr, labels=labels.cpu().numpy().astype(np.int64))
 
 
 def save_grid(path: Path, images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 10) -> None:
@@ -51,6 +51,5 @@ def save_grid(path: Path, images: torch.Tensor, labels: torch.Tensor, num_classe
         grid = torch.cat(rows)
     else:
         grid = images[: per_class * per_class]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    save_image(grid, tmp, nrow=per_class, padding=2, pad_value=1.0)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_image(grid, tmp, nrow=per_class, padding=2, pad_value=1.0)
