@@ -59,7 +59,7 @@ class PEConfig(MethodConfig):
     """Private Evolution hyper-parameters; defaults run mnist-5k in a few minutes on 2 CPU cores."""
 
     api: APISpec = Field(default_factory=APISpec)
-    population: int = Field(500, ge=1)
+    population: int = Field(1000, ge=1)
     """N: candidates per iteration (split evenly over classes when labelled; public)."""
     iterations: int = Field(10, ge=1)
     """T: DP vote histograms released (one Gaussian event each)."""

@@ -128,6 +128,33 @@ MUTATIONS += [  # extension points: datasets, extractors, accountants registered
    "    finally:\n        if tmp.exists():\n            tmp.unlink()\n", "    except BaseException:\n        raise\n",
    ["tests/test_files.py::test_a_failed_write_keeps_the_old_file_and_removes_the_temporary"]),
 ]
+MUTATIONS += [
+  ("C1 sample() lets labels out of range", "dpgen_bench/method.py",
+   "            if n and (int(labels.min()) < 0 or int(labels.max()) >= k):", "            if False:",
+   ["tests/test_contract_conformance.py", "-k", "bad_sample_input and dp-merf-grey28-eps10"]),
+  ("C2 registry accepts a name twice", "dpgen_bench/named_registry.py",
+   "        if name in self._entries:\n", "        if False:\n",
+   ["tests/test_named_registry.py", "tests/test_extension_points.py"]),
+  ("C3 default config keys drift", "methods/dp_merf.py",
+   "    lr_decay: float = Field(0.59, gt=0, le=1)", "    lr_decay: float = Field(0.6, gt=0, le=1)",
+   ["tests/test_runner_config.py::test_the_default_config_has_the_cell_keys_of_the_committed_reference_run"]),
+  ("PE1 an example votes twice", "methods/private_evolution.py",
+   "votes.index_add_(0, members[nearest], torch.ones_like(nearest))",
+   "votes.index_add_(0, members[nearest], 2 * torch.ones_like(nearest))",
+   ["tests/test_pe.py"]),
+  ("PE2 public draws depend on the votes", "methods/private_evolution.py",
+   "    u = torch.rand(len(weights), generator=generator, dtype=torch.float64)\n",
+   "    u = torch.zeros(len(weights), dtype=torch.float64)\n"
+   "    u[weights > 0] = torch.rand(int((weights > 0).sum()), generator=generator, dtype=torch.float64)\n",
+   ["tests/test_pe.py", "tests/test_conformance.py", "-k", "resampling or (neighbouring and pe)"]),
+  ("PE3 one release recorded for T histograms", "methods/private_evolution.py",
+   "        ledger.record(GaussianEvent(sigma), f\"pe:", "        0 if t else ledger.record(GaussianEvent(sigma), f\"pe:",
+   ["tests/test_pe.py", "tests/test_conformance.py", "-k", "ledger and pe"]),
+  ("PE4 release noise from the run seed", "methods/private_evolution.py",
+   "        noisy = votes.double() + gaussian_noise(votes.shape, sigma)",
+   "        noisy = votes.double() + sigma * torch.randn(votes.shape, generator=public_generator(self.seed, t), dtype=torch.float64)",
+   ["tests/test_conformance.py", "-k", "fresh and pe"]),
+]
 only = sys.argv[1:]
 for name, path, old, new, tests in MUTATIONS:
     if only and not any(name.startswith(o) for o in only):
