@@ -9,6 +9,7 @@ import torch
 
 from dpgen_bench.data import DatasetInfo, ImageDataset
 from dpgen_bench.metrics import (
+    METRICS,
     MetricResult,
     MetricSkippedWarning,
     SameFeatureSpaceWarning,
@@ -16,6 +17,7 @@ from dpgen_bench.metrics import (
     list_metrics,
 )
 from dpgen_bench.metrics.accuracy import AccuracyConfig
+from dpgen_bench.metrics.frechet_metrics import frechet_names
 
 FAST = AccuracyConfig(logreg_max_iter=50, mlp_max_iter=10, cnn_epochs=1, cnn_width=4)
 
@@ -44,6 +46,8 @@ def test_names_expand_to_result_names_with_directions_and_sample_counts(real_and
     ]
     by = {r.name: r for r in res}
     assert by["FD-digitcnn"].direction == "lower" and by["acc-cnn"].direction == "higher"
+    declared = {result: d for name in ("fd-digitcnn", "accuracy", "prdc") for result, d in METRICS.get(name).results.items()}
+    assert {r.name: r.direction for r in res} == declared  # each result carries its unit's declared direction
     assert all((r.n_real, r.n_fake) == (200, 160) for r in res)
     assert all(r.value is not None and r.missing_reason is None for r in res)
     assert by["precision"].extractor == "digitcnn" and by["precision"].details["k"] == 5
@@ -114,3 +118,12 @@ def test_metric_result_requires_exactly_one_of_value_and_reason():
         MetricResult("FID", None, "lower", 1, 1)
     with pytest.raises(ValueError, match="direction"):
         MetricResult("FID", 1.0, "up", 1, 1)  # type: ignore[arg-type]
+
+
+def test_fid_is_the_name_of_a_frechet_distance_only_in_inception_space():
+    assert frechet_names("inception") == ("fid", "FID") and frechet_names("effnet") == ("fd-effnet", "FD-effnet")
+    assert [n for n, u in METRICS.items() if "FID" in u.results] == ["fid"]
+    assert METRICS.get("fid").feature_space == "inception"
+    for space in ("digitcnn", "effnet"):
+        assert dict(METRICS.get(f"fd-{space}").results) == {f"FD-{space}": "lower"}
+

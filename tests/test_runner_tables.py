@@ -11,7 +11,7 @@ import pytest
 
 from dpgen_bench.runner.plots import write_plots
 from dpgen_bench.runner.store import COLUMNS, ResultsStore, write_atomic
-from dpgen_bench.runner.tables import build_table, metric_label, render
+from dpgen_bench.runner.tables import build_table, render
 
 
 def _row(method, eps, seed, metric, value, direction="lower", extractor=None, reason=None, status="ok", error=None):
@@ -56,11 +56,26 @@ def results():
     return _frame(rows)
 
 
-def test_fid_is_only_called_fid_in_inception_space():
-    assert metric_label("FID", "inception-v3-tf-2015-12-05") == "FID"
-    assert metric_label("fid", "efficientnet-lite0") == "FD-efficientnet-lite0"
-    assert metric_label("FD-digitcnn", "digitcnn") == "FD-digitcnn"
-    assert metric_label("fd-effnet", "efficientnet-lite0") == "FD-effnet"
+def test_columns_are_the_recorded_result_names_never_renamed():
+    # Naming is the metric unit's job (FID only in Inception space); the table prints what was recorded.
+    df = _frame([
+        _row("A", 1.0, 0, "FD-random-cnn", 3.0, extractor="random-cnn"),
+        _row("A", 1.0, 0, "fid", 4.0, extractor="efficientnet-lite0"),
+        _row("B", 1.0, 0, "FD-random-cnn", 5.0, extractor="random-cnn"),
+    ])
+    assert [label for label, _, _ in build_table(df).columns] == ["FD-random-cnn", "fid"]
+
+
+def test_best_follows_the_recorded_direction_not_the_metric_name():
+    # Names that suggest the opposite direction: only the recorded direction may decide the bold cell.
+    df = _frame([
+        _row("A", 1.0, 0, "acc-logreg", 0.9, "lower"), _row("B", 1.0, 0, "acc-logreg", 0.5, "lower"),
+        _row("A", 1.0, 0, "FD-x", 10.0, "higher"), _row("B", 1.0, 0, "FD-x", 20.0, "higher"),
+    ])
+    table = build_table(df)
+    assert table.get("B", ("acc-logreg", "lower", 1.0)).best and not table.get("A", ("acc-logreg", "lower", 1.0)).best
+    assert table.get("B", ("FD-x", "higher", 1.0)).best and not table.get("A", ("FD-x", "higher", 1.0)).best
+    assert "acc-logreg ↓ ε=1" in render(df, "md") and "FD-x ↑ ε=1" in render(df, "md")
 
 
 def test_best_is_bold_by_each_metrics_direction(results):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("list", help="methods (with their source package) and datasets")
+    p = sub.add_parser("list", help="methods (with their source package), datasets and metrics")
     _data_dir_option(p)
     p.set_defaults(handler=_list)
 
@@ -95,11 +95,32 @@ def datasets_rows(data_dir: Path | None) -> list[dict]:
     return rows
 
 
+def metrics_rows() -> list[dict]:
+    """One row per registered metric: config name, result names, direction(s), feature space."""
+    from ..metrics import METRICS
+
+    rows = []
+    for name, unit in METRICS.items():
+        directions = list(unit.results.values())
+        rows.append({
+            "metric": name,
+            "results": ", ".join(unit.results),
+            # one word when all results agree, else one per result, in the order of "results"
+            "direction": directions[0] if len(set(directions)) == 1 else ", ".join(directions),
+            "feature space": unit.feature_space or (f"option {unit.space_option}" if unit.space_option else "pixels"),
+        })
+    return rows
+
+
 def _list(args: argparse.Namespace) -> int:
     print("Methods")
     print(_table(methods_rows()))
     print()
-    return _datasets(args)
+    _datasets(args)
+    print()
+    print("Metrics (config name, the results it records and which way is better)")
+    print(_table(metrics_rows()))
+    return 0
 
 
 def _datasets(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ Three classifiers, each reported separately (accuracy in [0, 1], higher is bette
 * ``mlp``    — scikit-learn MLP (one hidden layer of 128 ReLU units, Adam, early stopping) on flattened pixels;
 * ``cnn``    — a small torch CNN (two conv blocks + linear head) trained with Adam.
 
-Everything is seeded, so a given (synthetic, real) pair always yields the same numbers.
+Everything is seeded, so a given (synthetic, real) pair always yields the same numbers. The metric unit
+``accuracy`` (→ ``acc-logreg``, ``acc-mlp``, ``acc-cnn``) is at the end of this module.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.types import ImageDataset
+from .base import Measurement, register_metric
+from .context import MetricContext
 
 CLASSIFIERS = ("logreg", "mlp", "cnn")
 
@@ -134,3 +137,44 @@ def cnn_accuracy(
             logits = model(test.images[start : start + 512].float().to(device))
             correct += int((logits.argmax(1).cpu() == test.labels[start : start + 512]).sum())
     return correct / len(test)
+
+
+# ------------------------------------------------------------------------------------------ the metric unit
+
+
+def _unusable_labels(fake: ImageDataset, real: ImageDataset) -> str | None:
+    """Why no classifier can be trained on ``fake`` and scored on ``real``, or None."""
+    if fake.meta.get("labelled") is False or bool((fake.labels < 0).any()):
+        return "synthetic set is unlabelled"
+    if int(fake.labels.max()) >= real.info.num_classes:
+        return f"synthetic label {int(fake.labels.max())} outside the {real.info.num_classes} real classes"
+    return None
+
+
+@register_metric("accuracy", results={"acc-logreg": "higher", "acc-mlp": "higher", "acc-cnn": "higher"})
+def accuracy_metric(ctx: MetricContext) -> dict[str, Measurement]:
+    """Accuracy in [0, 1] on the real split of each classifier trained on the synthetic set."""
+    real, fake, seed, config = ctx.real, ctx.synthetic, ctx.seed, ctx.accuracy_config
+    classifiers = {
+        "acc-logreg": ("sklearn LogisticRegression(lbfgs) on pixels", lambda: logreg_accuracy(fake, real, seed, config)),
+        "acc-mlp": (f"sklearn MLPClassifier({config.mlp_hidden},) on pixels", lambda: mlp_accuracy(fake, real, seed, config)),
+        "acc-cnn": (
+            f"torch SmallCNN(width={config.cnn_width}), {config.cnn_epochs} epochs Adam",
+            lambda: cnn_accuracy(fake, real, seed, config, device=ctx.device, progress=ctx.progress),
+        ),
+    }
+    reason = _unusable_labels(fake, real)
+    single = reason is None and len(torch.unique(fake.labels)) < 2
+    out: dict[str, Measurement] = {}
+    for name, (classifier, run) in classifiers.items():
+        details = {"classifier": classifier, "seed": seed, "train": "synthetic", "test": f"{real.info.name}/{real.split}"}
+        if reason is not None:
+            out[name] = Measurement.missing(reason, details)
+        elif single:
+            # One class only: any classifier can only predict it; report that constant predictor's accuracy.
+            only = int(fake.labels[0])
+            details["note"] = f"synthetic set has the single class {only}: constant predictor"
+            out[name] = Measurement(float((real.labels == only).double().mean()), details=details)
+        else:
+            out[name] = Measurement(run(), details=details)
+    return out

@@ -11,13 +11,22 @@ materialises more than a block at a time.
 * density:   (1 / kM) Σ_fake #{real balls containing it}  (can exceed 1);
 * coverage:  fraction of real samples whose own ball contains at least one fake sample.
 All in [0, 1] except density ∈ [0, ∞); higher is better.
+
+The metric unit ``prdc`` (→ ``precision``, ``recall``, ``density``, ``coverage``) is at the end of this module;
+its feature space is the per-call option ``prdc_space``.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .base import Measurement, register_metric
+from .context import MetricContext
+
 _BLOCK = 1024
+PRDC_K = 5
+PRDC_SPACES = ("effnet", "digitcnn")
+PRDC_RESULTS = ("precision", "recall", "density", "coverage")
 
 
 def _as64(x: torch.Tensor) -> torch.Tensor:
@@ -37,7 +46,7 @@ def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def prdc(real_features: torch.Tensor, fake_features: torch.Tensor, k: int = 5) -> dict[str, float]:
+def prdc(real_features: torch.Tensor, fake_features: torch.Tensor, k: int = PRDC_K) -> dict[str, float]:
     """PRDC between (N, D) real and (M, D) fake features. Needs N > k and M > k."""
     real, fake = _as64(real_features), _as64(fake_features)
     if real.shape[1] != fake.shape[1]:
@@ -65,3 +74,21 @@ def prdc(real_features: torch.Tensor, fake_features: torch.Tensor, k: int = 5) -
         "density": float(fake_in_real.sum() / (k * len(fake))),
         "coverage": float((real_nn_dist < real_r).double().mean()),
     }
+
+
+# ------------------------------------------------------------------------------------------ the metric unit
+
+
+@register_metric("prdc", results=dict.fromkeys(PRDC_RESULTS, "higher"), space_option="prdc_space")
+def prdc_metric(ctx: MetricContext) -> dict[str, Measurement]:
+    """PRDC with k = ``ctx.prdc_k`` in the feature space ``ctx.prdc_space`` (one of :data:`PRDC_SPACES`)."""
+    if ctx.prdc_space not in PRDC_SPACES:
+        raise ValueError(f"prdc_space must be 'effnet' or 'digitcnn', got {ctx.prdc_space!r}")
+    space, k = ctx.prdc_space, ctx.prdc_k
+    reason = ctx.space(space).applies(ctx.real)
+    if reason is None and min(ctx.n_real, ctx.n_fake) <= k:
+        reason = f"PRDC with k={k} needs more than {k} samples per set, got {ctx.n_real} real, {ctx.n_fake} fake"
+    if reason is not None:
+        return {name: Measurement.missing(reason, {"k": k}) for name in PRDC_RESULTS}
+    values = prdc(ctx.features(space, "real"), ctx.features(space, "synthetic"), k=k)
+    return {name: Measurement(values[name], details={"k": k}) for name in PRDC_RESULTS}

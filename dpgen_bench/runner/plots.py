@@ -35,14 +35,14 @@ def plot_metrics_vs_epsilon(df: pd.DataFrame, path: str | Path) -> Path | None:
     ok = ok[ok["value"].notna()]
     if ok.empty:
         return None
-    metrics = list(dict.fromkeys(zip(ok["label"], ok["direction"])))
+    metrics = list(dict.fromkeys(zip(ok["metric"], ok["direction"])))
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
     methods = list(dict.fromkeys(ok["row"]))
     colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     for ax, (label, direction) in zip(axes.flat, metrics):
-        part = ok[(ok["label"] == label) & (ok["direction"] == direction)]
+        part = ok[(ok["metric"] == label) & (ok["direction"] == direction)]
         for method in methods:
             g = part[part["row"] == method].groupby("target_epsilon")["value"]
             stats = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1)}).fillna({"std": 0.0})

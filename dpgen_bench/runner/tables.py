@@ -1,7 +1,9 @@
 """Comparison tables from ``results.csv``: methods × (metric, ε), mean ± std over seeds, best in bold.
 
-A Fréchet distance is called FID only when it was computed in Inception-v3 space; in any other space the
-column is ``FD-<extractor>``. Metrics that could not be computed get no column; their reasons are listed
+A column is a result as the runner recorded it: its name (``metric``: ``FID``, ``FD-digitcnn``, ``acc-logreg``,
+...) and its ``direction``, which decides the bold best. Nothing is re-derived from the name: each metric unit
+names its results honestly (FID only in Inception-v3 space, see :mod:`dpgen_bench.metrics.frechet_metrics`)
+and declares their directions. Metrics that could not be computed get no column; their reasons are listed
 under the table. A value computed in the feature space the method trained on is marked † (biased in the
 method's favour, DESIGN.md §7). Formats: Markdown, LaTeX (booktabs) and CSV.
 """
@@ -17,18 +19,6 @@ import pandas as pd
 FORMATS = ("md", "latex", "csv")
 ARROW = {"lower": "↓", "higher": "↑"}
 LATEX_ARROW = {"lower": r"$\downarrow$", "higher": r"$\uparrow$"}
-
-
-def metric_label(metric: str, extractor: str | None) -> str:
-    """Column name of a metric: ``FID`` only for Inception features, else ``FD-<extractor>``."""
-    extractor = extractor if isinstance(extractor, str) and extractor else None
-    if metric.lower() == "fid":
-        if extractor is None or "inception" in extractor.lower():
-            return "FID"
-        return f"FD-{extractor}"
-    if metric.lower().startswith("fd-"):
-        return "FD-" + metric[3:]
-    return metric
 
 
 def eps_label(eps: float) -> str:
@@ -90,7 +80,6 @@ class ComparisonTable:
 def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     df = df[(df["status"] == "ok") & df["metric"].notna()].copy()
     df["target_epsilon"] = df["target_epsilon"].astype(float)
-    df["label"] = [metric_label(m, e) for m, e in zip(df["metric"], df["extractor"])]
     if df["dataset"].nunique() > 1:  # one table per results dir normally has one dataset
         df["row"] = df["dataset"].astype(str) + " / " + df["method"].astype(str)
     else:
@@ -103,12 +92,12 @@ def build_table(df: pd.DataFrame) -> ComparisonTable:
     ok = _ok_rows(df)
     rows = list(dict.fromkeys(ok["row"]))
     have = ok[ok["value"].notna()]
-    metric_order = list(dict.fromkeys(zip(have["label"], have["direction"])))
+    metric_order = list(dict.fromkeys(zip(have["metric"], have["direction"])))
     eps_values = sorted(set(have["target_epsilon"]))
     columns: list[tuple[str, str, float]] = []
     cells: dict = {}
     for label, direction in metric_order:
-        part = have[(have["label"] == label) & (have["direction"] == direction)]
+        part = have[(have["metric"] == label) & (have["direction"] == direction)]
         for eps in eps_values:
             col = (label, direction, eps)
             sub = part[part["target_epsilon"] == eps]
@@ -129,13 +118,13 @@ def build_table(df: pd.DataFrame) -> ComparisonTable:
     # Metrics that could not be computed: say why, once per (metric, reason).
     notes = []
     missing = ok[ok["value"].isna()]
-    for (label, reason), g in missing.groupby(["label", "missing_reason"], dropna=False, sort=False):
+    for (label, reason), g in missing.groupby(["metric", "missing_reason"], dropna=False, sort=False):
         where = ", ".join(sorted(set(g["row"])))
         notes.append(f"{label} not computed ({where}): {reason if isinstance(reason, str) else 'no reason given'}")
     if "same_space_as_training" in have:
         flagged = have[have["same_space_as_training"].astype(str).str.lower().eq("true")]
         for (row, extractor), g in flagged.groupby(["row", "extractor"], sort=False):
-            labels = ", ".join(dict.fromkeys(g["label"]))
+            labels = ", ".join(dict.fromkeys(g["metric"]))
             notes.append(f"† {row}: {labels} computed in the {extractor} feature space the method was trained on "
                          f"(biased in its favour)")
     failed = df[df["status"] != "ok"]
