@@ -54,13 +54,15 @@ class GeneratorMethod(GenerativeMethod):
 
     Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
     config: GeneratorConfig
+    config_base: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    """The class every subclass's ``Config`` must derive from (checked when the subclass is defined)."""
     sample_batch_size: ClassVar[int] = 500
     """Images generated per forward pass in :meth:`generate` (memory only)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not issubclass(cls.Config, GeneratorConfig):
-            raise TypeError(f"{cls.__name__}.Config must derive from GeneratorConfig, got {cls.Config.__name__}")
+        if not issubclass(cls.Config, cls.config_base):
+            raise TypeError(f"{cls.__name__}.Config must derive from {cls.config_base.__name__}, got {cls.Config.__name__}")
 
     def __init__(self, config, info, seed: int = 0, context=None) -> None:
         super().__init__(config, info, seed=seed, context=context)
@@ -118,11 +120,7 @@ class ReleaseOnceMethod(GeneratorMethod):
 
     Config: ClassVar[type[ReleaseOnceConfig]] = ReleaseOnceConfig
     config: ReleaseOnceConfig
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not issubclass(cls.Config, ReleaseOnceConfig):
-            raise TypeError(f"{cls.__name__}.Config must derive from ReleaseOnceConfig, got {cls.Config.__name__}")
+    config_base: ClassVar[type[GeneratorConfig]] = ReleaseOnceConfig
 
     def __init__(self, config, info, seed: int = 0, context=None) -> None:
         super().__init__(config, info, seed=seed, context=context)

@@ -205,6 +205,14 @@ MUTATIONS += [  # metrics as registered units: declarations, registry, tables, l
    '    return ("fid", "FID") if space == "effnet" else (f"fd-{space}", f"FD-{space}")\n',
    ['tests/test_metrics_compute.py::test_fid_is_the_name_of_a_frechet_distance_only_in_inception_space']),
 ]
+MUTATIONS += [
+  ("B1 shared config base not enforced", "methods/generator_method.py",
+   "        if not issubclass(cls.Config, cls.config_base):", "        if False:",
+   ["tests/test_generator_method.py"]),
+  ("B2 embed hook not abstract", "methods/generator_method.py",
+   "    @abstractmethod\n    def embed(", "    def embed(",
+   ["tests/test_generator_method.py"]),
+]
 only = sys.argv[1:]
 for name, path, old, new, tests in MUTATIONS:
     if only and not any(name.startswith(o) for o in only):

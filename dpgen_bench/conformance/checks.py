@@ -122,15 +122,15 @@ def _check_ledger_matches_plan(method, instance, ledger: PrivacyLedger, budget: 
                                f"calibrated to the budget, {planned}")
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _tensors(v)
+            yield from tensors_in(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _tensors(v)
+            yield from tensors_in(v)
 
 
 def check_fresh_release_noise(method: type[GenerativeMethod], data: ImageDataset | None = None) -> None:
@@ -141,7 +141,7 @@ def check_fresh_release_noise(method: type[GenerativeMethod], data: ImageDataset
     for _ in range(2):
         torch.manual_seed(0)
         instance, _ = _fit(method, data, _budget())
-        states.append(list(_tensors(instance.checkpoint_state())))
+        states.append(list(tensors_in(instance.checkpoint_state())))
     first, second = states
     if len(first) == len(second) and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, second)):
         raise ConformanceError(

@@ -40,7 +40,7 @@ from ..data.types import DatasetInfo, ImageDataset
 from ..method import Capabilities, GenerativeMethod, build_config
 from ..privacy.budget import PrivacyBudget
 from ..privacy.ledger import PrivacyLedger
-from .checks import ConformanceError
+from .checks import ConformanceError, tensors_in
 
 SHAPES: dict[str, tuple[int, int, int]] = {"grey28": (1, 28, 28), "rgb32": (3, 32, 32), "grey8": (1, 8, 8)}
 """The dataset shapes (C, H, W) the suite tries, where the capabilities accept them."""
@@ -322,22 +322,11 @@ def check_bad_sample_input(instance: GenerativeMethod, n: int = N_SAMPLES) -> No
         _expect_value_error(instance, f"sample({n}) with {what}", lambda labels=labels: instance.sample(n, labels=labels))
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _tensors(v)
-
-
 def _holds_an_image_of(state: Any, data: ImageDataset) -> bool:
     """Whether any tensor of ``state`` contains one of ``data``'s images verbatim (as consecutive values)."""
     d = math.prod(data.info.shape)
     images = data.images.reshape(len(data), d).float()
-    for t in _tensors(state):
+    for t in tensors_in(state):
         if not t.is_floating_point() or t.numel() < d:
             continue
         flat = t.detach().float().cpu().reshape(-1)
