@@ -65,7 +65,7 @@ def methods_rows() -> list[dict]:
     rows = []
     for name in _methods():
         entry = method_entry(name)
-        caps = entry.cls.capabilities
+        caps = entry.cls.capabilities_for(entry.cls.Config())  # with its default config (e.g. PE's API)
         rows.append({
             "method": name,
             "source": entry.source,
@@ -113,7 +113,7 @@ def metrics_rows() -> list[dict]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    print("Methods")
+    print("Methods (what each supports with its default config)")
     print(_table(methods_rows()))
     print()
     _datasets(args)

@@ -17,9 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.neural_network import MLPClassifier
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -57,6 +54,9 @@ def _check_pair(train: ImageDataset, test: ImageDataset) -> None:
 
 
 def logreg_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, config: AccuracyConfig = AccuracyConfig()) -> float:
+    from sklearn.exceptions import ConvergenceWarning  # on use: `dpgen-bench list` stays cheap
+    from sklearn.linear_model import LogisticRegression
+
     _check_pair(train, test)
     clf = LogisticRegression(max_iter=config.logreg_max_iter, random_state=seed)
     with warnings.catch_warnings():
@@ -67,6 +67,9 @@ def logreg_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, conf
 
 
 def mlp_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, config: AccuracyConfig = AccuracyConfig()) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
     _check_pair(train, test)
     # Early stopping needs a validation slice with every class; fall back to a fixed budget on tiny sets.
     early = len(train) >= 200
