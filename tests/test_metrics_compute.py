@@ -34,8 +34,16 @@ def _rgb(n: int, seed: int) -> ImageDataset:
     return ImageDataset(torch.rand(n, 3, 16, 16, generator=gen), torch.arange(n) % 3, DatasetInfo("rgb16", 3, 16, 16, 3))
 
 
-def test_list_metrics_gives_the_config_names():
-    assert list_metrics() == ["fid", "fd-digitcnn", "fd-effnet", "accuracy", "prdc"]
+def test_every_metric_a_shipped_config_names_is_registered():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).parents[1]
+    configs = [*root.joinpath("configs").glob("*.yaml"), root / "dpgen_bench" / "runner" / "default.yaml"]
+    named = {m for path in configs for m in yaml.safe_load(path.read_text())["evaluation"]["metrics"]}
+    assert {"fid", "fd-digitcnn", "accuracy", "prdc"} <= named  # the configs do name the built-ins
+    assert named <= set(list_metrics())
 
 
 def test_names_expand_to_result_names_with_directions_and_sample_counts(real_and_fake):
