@@ -250,6 +250,30 @@ def test_jobs_refuses_in_process_methods_that_workers_cannot_import(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_jobs_refuses_an_in_process_metric_and_dataset_that_workers_cannot_see(tmp_path):
+    import dataclasses
+
+    from dpgen_bench.data import DATASETS, dataset_spec, register_dataset
+    from dpgen_bench.metrics import METRICS, register_metric
+    from dpgen_bench.runner.benchmark import run_benchmark
+
+    register_metric("test-only-metric", results={"test-only-metric": "lower"})(lambda ctx: {"test-only-metric": 0.0})
+    digits = dataset_spec("digits")
+    register_dataset(dataclasses.replace(digits, info=dataclasses.replace(digits.info, name="test-only-digits")))
+    try:
+        config = runner_toy.tiny_config(tmp_path / "out", dataset="test-only-digits")
+        config["evaluation"]["metrics"] = ["test-only-metric"]
+        with pytest.raises(ConfigFileError) as err:
+            run_benchmark(parse_config(config), jobs=2, progress=False)
+        assert "metric 'test-only-metric'" in str(err.value) and "dataset 'test-only-digits'" in str(err.value)
+        assert "list that module under 'plugins'" in str(err.value)
+        assert not (tmp_path / "out").exists()
+    finally:
+        METRICS.unregister("test-only-metric")
+        DATASETS.unregister("test-only-digits")
+
+
+
 def test_progress_is_not_a_method_config_key_it_comes_with_the_run_context():
     from dpgen_bench import get_method
     from dpgen_bench.method import ConfigError, build_config

@@ -20,7 +20,7 @@ from .grid import Cell, build_cells
 from .progress import CellProgress
 from .provenance import environment
 from .store import ResultsStore, write_atomic
-from .workers import configure_worker
+from .workers import configure_worker, names_workers_cannot_see
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -63,25 +63,17 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
 
 
 def _check_spawnable(config: BenchConfig) -> None:
-    """--jobs workers are fresh processes: a method registered in-process must come from a listed plugin."""
-    import sys
-
-    from ..registry import method_entry
+    """--jobs workers are fresh processes: every name the config uses must reach them through dpgen_bench or
+    a module listed under ``plugins``."""
     from .config import ConfigFileError
 
-    for spec in config.methods:
-        entry = method_entry(spec.name)
-        if entry.source != "<registered in-process>":
-            continue
-        module = entry.cls.__module__
-        loaded = sys.modules.get(module)
-        if module == "__main__" or not any(
-            p == module or sys.modules.get(p) is loaded for p in config.plugins
-        ):
-            raise ConfigFileError(
-                f"method {spec.name!r} is registered in-process by module {module!r}, which --jobs worker "
-                f"processes cannot see; list that module under 'plugins' (or run with --jobs 1)"
-            )
+    unseen = names_workers_cannot_see(config)
+    if unseen:
+        raise ConfigFileError(
+            "--jobs worker processes import dpgen-bench and the modules under 'plugins' only, and there: "
+            + "; ".join(unseen) + ". Register these in a module and list that module under 'plugins' "
+            "(or run with --jobs 1)"
+        )
 
 
 def _failed_record(cell: Cell, store: ResultsStore, error: str) -> dict[str, Any]:
