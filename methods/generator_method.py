@@ -8,6 +8,7 @@ Contracts: a :class:`GeneratorMethod` has a config derived from :class:`Generato
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import abstractmethod
 from typing import Any, ClassVar, Literal, Mapping
@@ -157,6 +158,36 @@ class ReleaseOnceMethod(GeneratorMethod):
         spec = ReleaseSpec(labelled=cfg.labelled, sum_norm=self.sum_norm, count_noise_ratio=cfg.count_noise_ratio,
                            batch_size=cfg.embed_batch_size, label=self.name)
         return release_mean_embedding(self.embed, train, budget, ledger, spec, self.context)
+
+    def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
+                      ledger: PrivacyLedger | None = None) -> torch.Tensor:
+        """Everything one :meth:`fit` releases, for the empirical privacy audit (``docs/audit.md``): the noisy
+        per-class sums of every moment, then the noisy counts, flattened into one float64 vector (exact values
+        when ``budget`` is non-private).
+
+        It calls :meth:`release` itself — the real noise and ledger code, fresh noise on every call — with
+        ``self.embed`` memoised per image tensor (:class:`dpgen_bench.audit.cache.IdentityMemo`) for the
+        duration of the call, so thousands of trials on the same datasets embed each batch once (and without
+        a progress bar per call). The events are recorded in ``ledger`` (default: a throw-away one)."""
+        from dpgen_bench.audit.cache import IdentityMemo
+
+        memo = self.__dict__.get("_audit_embed_memo")
+        if memo is None:
+            embed = type(self).embed.__get__(self)
+            memo = IdentityMemo(lambda x: {k: v.detach() for k, v in embed(x).items()})
+            self._audit_embed_memo = memo
+        context = self.context
+        self.embed = memo  # an instance attribute shadows the method while release() runs
+        self.context = dataclasses.replace(context, progress=False)  # no bar per trial
+        try:
+            released = self.release(train, budget, PrivacyLedger() if ledger is None else ledger)
+        finally:
+            del self.embed
+            self.context = context
+        if released.sums is None:
+            raise RuntimeError(f"{type(self).__name__}.release returned no sums to audit")
+        parts = [released.sums[k].double().flatten() for k in released.sums] + [released.counts.double().flatten()]
+        return torch.cat(parts)
 
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         t0 = time.perf_counter()

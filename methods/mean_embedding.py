@@ -121,6 +121,9 @@ class ReleasedEmbedding:
     count_sigma: float | None
     sum_norm: float
     notes: list[str] = field(default_factory=list)
+    sums: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    """The released per-class sums S̃ (K, D_m) float64 behind ``means`` (exact ones when non-private): what the
+    empirical privacy audit (``audit_release``) tests. Not used for training, not in :meth:`summary`."""
 
     @property
     def private(self) -> bool:
@@ -204,7 +207,8 @@ def release_mean_embedding(
     notes: list[str] = []
     if not budget.is_private:
         means = {k: (s / exact.counts.clamp_min(1.0)[:, None]).float() for k, s in exact.sums.items()}
-        return ReleasedEmbedding(means, exact.counts.float(), None, None, sum_norm, ["non-private: exact"])
+        return ReleasedEmbedding(means, exact.counts.float(), None, None, sum_norm, ["non-private: exact"],
+                                 sums=dict(exact.sums))
 
     sigma = calibrate_release(len(exact.sums), budget, count_noise_ratio)
     gen = noise_generator or release_generator()
@@ -223,4 +227,4 @@ def release_mean_embedding(
     notes.append(note)
     denom = noisy_counts.clamp_min(1.0)[:, None]
     means = {k: (s / denom).float() for k, s in noisy_sums.items()}
-    return ReleasedEmbedding(means, noisy_counts.float(), sigma, count_sigma, sum_norm, notes)
+    return ReleasedEmbedding(means, noisy_counts.float(), sigma, count_sigma, sum_norm, notes, sums=noisy_sums)

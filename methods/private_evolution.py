@@ -187,6 +187,53 @@ class PrivateEvolution(GenerativeMethod):
                                             f"({len(votes)} candidates, L2 sensitivity 1, noise std {sigma:.4g})")
         return torch.where(noisy >= self.config.threshold * sigma, noisy, torch.zeros_like(noisy))
 
+    # -- the empirical privacy audit (docs/audit.md) ------------------------------------------------
+    def audit_candidates(self) -> Population:
+        """The public first population S₀ that :meth:`fit` starts from (same seed and stream), fixed for the
+        audit."""
+        state = self.__dict__.setdefault("_audit_state", {})
+        if "candidates" not in state:
+            state["candidates"] = self.api.random(self._candidate_labels(), public_generator(self.seed, "pe-random"))
+        return state["candidates"]
+
+    def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
+                      ledger: PrivacyLedger | None = None) -> torch.Tensor:
+        """The first iteration's released vote histogram (after the H·σ threshold), float64, for the empirical
+        privacy audit: the candidates are the public S₀ of :meth:`fit` (:meth:`audit_candidates`), the votes
+        come from :func:`vote_histogram` and the noise from :meth:`_release` — fit's own code, fresh noise on
+        every call, the event recorded in ``ledger`` (default: a throw-away one). Exact votes when ``budget``
+        is non-private.
+
+        One iteration is one Gaussian release; the T iterations of :meth:`fit` compose (each is the same
+        mechanism on candidates that are post-processing of earlier releases), so the audit tests one, and its
+        claimed ε is that of the one event recorded here, ε(GaussianEvent(σ)), below the budget when T > 1.
+
+        The extractor, the candidates' features and the private features (per image tensor,
+        :class:`dpgen_bench.audit.cache.IdentityMemo`) and σ are computed once and kept for later calls."""
+        from dpgen_bench.audit.cache import IdentityMemo
+        from dpgen_bench.features import get_extractor
+
+        cfg = self.config
+        state = self.__dict__.setdefault("_audit_state", {})
+        if "extractor" not in state:
+            extractor = get_extractor(cfg.extractor, self.device, **cfg.extractor_options)
+            candidates = self.audit_candidates()
+            state["extractor"] = extractor
+            state["candidate_features"] = extractor.extract(candidates.images, cfg.embed_batch_size, device=self.device)
+            state["features"] = IdentityMemo(lambda x: extractor.extract(x, cfg.embed_batch_size, device=self.device))
+            state["sigma"] = {}
+        candidates = self.audit_candidates()
+        private = state["features"](train.images)
+        private_labels = train.labels if cfg.labelled else torch.zeros(len(train), dtype=torch.long)
+        sigma = None
+        if budget.is_private:
+            key = (budget, train.public_size())
+            if key not in state["sigma"]:
+                state["sigma"][key] = float(calibrate(self.privacy_plan(cfg, train.public_size()), budget))
+            sigma = state["sigma"][key]
+        votes = vote_histogram(private, private_labels, state["candidate_features"], self._vote_groups(candidates))
+        return self._release(votes, sigma, PrivacyLedger() if ledger is None else ledger, 0).double()
+
     # -- sampling and checkpoints -------------------------------------------------------------------
     def generate(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         if self.population is None:

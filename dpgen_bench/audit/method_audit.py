@@ -1,0 +1,68 @@
+"""The mechanism audit of a method through its optional ``audit_release`` hook (see ``docs/audit.md``)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+
+from dpgen_bench.data.types import ImageDataset
+from dpgen_bench.privacy.budget import PrivacyBudget
+from dpgen_bench.privacy.ledger import PrivacyLedger
+
+from .bounds import DEFAULT_CONFIDENCE
+from .mechanism import MechanismAudit, audit_mechanism
+
+
+def supports_audit(method) -> bool:
+    """Whether ``method`` implements the optional ``audit_release(train, budget[, ledger])`` hook."""
+    return callable(getattr(method, "audit_release", None))
+
+
+def claimed_epsilon(method, data: ImageDataset, budget: PrivacyBudget) -> float:
+    """The ε the ledger claims for what one ``audit_release`` call releases: the events it records (when the
+    hook takes a ``ledger``), else the budget's ε."""
+    if "ledger" not in inspect.signature(method.audit_release).parameters:
+        return budget.epsilon
+    ledger = PrivacyLedger()
+    method.audit_release(data, budget, ledger=ledger)
+    if not len(ledger):
+        raise RuntimeError(f"{type(method).__name__}.audit_release recorded nothing at a private budget")
+    return ledger.epsilon(budget)
+
+
+def noiseless_difference(method, data: ImageDataset, neighbour: ImageDataset, budget: PrivacyBudget) -> torch.Tensor:
+    """release(D′) − release(D) with the noise off (``audit_release`` at ε = ∞, which must be exact)."""
+    exact = PrivacyBudget(math.inf, budget.delta, accountant=budget.accountant)
+    return method.audit_release(neighbour, exact) - method.audit_release(data, exact)
+
+
+def audit_method(
+    method,
+    data: ImageDataset,
+    neighbour: ImageDataset,
+    budget: PrivacyBudget,
+    *,
+    trials: int,
+    confidence: float = DEFAULT_CONFIDENCE,
+    known_difference: bool = True,
+    progress: bool = False,
+    **options,
+) -> MechanismAudit:
+    """:func:`~dpgen_bench.audit.mechanism.audit_mechanism` of ``method.audit_release(·, budget)`` on D and D′.
+
+    ``known_difference``: take Δ from the exact releases (:func:`noiseless_difference`) instead of estimating
+    it (only the statistic's power depends on this, never the bound's validity). The claimed ε is
+    :func:`claimed_epsilon`. ``options`` go to ``audit_mechanism``."""
+    if not supports_audit(method):
+        raise TypeError(f"{type(method).__name__} does not implement audit_release(train, budget)")
+    if not budget.is_private:
+        raise ValueError("a non-private budget has nothing to audit")
+    claim = claimed_epsilon(method, data, budget)
+    diff = noiseless_difference(method, data, neighbour, budget) if known_difference else None
+    return audit_mechanism(
+        lambda d: method.audit_release(d, budget), data, neighbour, trials=trials, delta=budget.delta,
+        confidence=confidence, mean_difference=diff, claimed_epsilon=claim, progress=progress,
+        desc=f"audit {getattr(method, 'name', '') or type(method).__name__}", **options,
+    )
