@@ -218,6 +218,15 @@ MUTATIONS += [
    "    problems += [f\"metric {m!r}: not registered\" for m in request[\"metrics\"] if m not in list_metrics()]\n", "",
    ["tests/test_runner_config.py", "-k", "jobs_refuses"]),
 ]
+MUTATIONS += [
+  ("A1 audit bound from empirical rates", "dpgen_bench/audit/bounds.py",
+   "epsilon_lower=float(epsilon_from_rates(fpr_ub, fnr_ub, delta))",
+   "epsilon_lower=float(epsilon_from_rates(fp / len(neg), fn / len(pos), delta))",
+   ["tests/test_audit_bounds.py"]),
+  ("A2 audited release is the noiseless one", "methods/mean_embedding.py",
+   "notes, sums=noisy_sums)", "notes, sums=dict(exact.sums))",
+   ["tests/test_audit_mechanism.py"]),
+]
 only = sys.argv[1:]
 for name, path, old, new, tests in MUTATIONS:
     if only and not any(name.startswith(o) for o in only):
