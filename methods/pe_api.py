@@ -109,13 +109,12 @@ def register_pe_api(name: str) -> Callable[[A], A]:
 
 
 def list_pe_apis() -> list[str]:
-    _load_builtins()
+    """Registered API names (the built-in ones register when ``methods.private_evolution`` is imported)."""
     return PE_APIS.names()
 
 
 def get_pe_api(name: str) -> type[GenerationAPI]:
     """The API class registered as ``name`` (:class:`UnknownAPIError` lists the valid names)."""
-    _load_builtins()
     return PE_APIS.get(name)
 
 
@@ -123,7 +122,3 @@ def build_pe_api(name: str, info: DatasetInfo, device: str | torch.device = "cpu
     """The API registered as ``name``, built for images like ``info``."""
     return get_pe_api(name)(info, device=device, **options)
 
-
-def _load_builtins() -> None:
-    # Imported on first use: each registers itself; the diffusers one imports diffusers only when built.
-    from . import pe_diffusers, pe_digit_simulator  # noqa: F401

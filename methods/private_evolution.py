@@ -37,6 +37,7 @@ from dpgen_bench.privacy.events import GaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench.privacy.noise import gaussian_noise, public_generator
 
+from . import pe_diffusers, pe_digit_simulator  # noqa: F401  (the built-in APIs register themselves)
 from .pe_api import GenerationAPI, Population, build_pe_api, get_pe_api, list_pe_apis
 
 

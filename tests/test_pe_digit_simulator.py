@@ -49,7 +49,7 @@ def state_classes(pop: Population) -> torch.Tensor:
 # ------------------------------------------------------------------ registration and output format
 def test_registered() -> None:
     try:
-        names = list_pe_apis()  # also imports the diffusers API module
+        names = list_pe_apis()
     except ImportError:
         names = PE_APIS.names()
     assert "digit-simulator" in names
