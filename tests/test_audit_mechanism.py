@@ -29,8 +29,8 @@ from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench_methods.dp_mepf import DPMEPF
 from dpgen_bench_methods.dp_merf import DPMERF
-from dpgen_bench_methods.pe_api import PE_APIS, GenerationAPI, Population, register_pe_api
 from dpgen_bench_methods.private_evolution import PrivateEvolution
+from pe_toy import blob_api_registered
 
 INFO = DatasetInfo("audit-toy", 1, 8, 8, 2)
 TRIALS = 2000
@@ -44,20 +44,6 @@ def _data(seed: int = 0) -> ImageDataset:
     return ImageDataset(images.clamp(0, 1), labels, INFO, split="train", nominal_size=40)
 
 
-class _BlobAPI(GenerationAPI):
-    """A public toy API (as in test_pe): a sample is a grey level."""
-
-    channels = (1,)
-
-    def random(self, labels, generator):
-        state = torch.rand(len(labels), 1, generator=generator)
-        return Population(state.view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone(), labels.clone(), state)
-
-    def variation(self, population, strength, generator):
-        state = (population.state + strength * 0.1 * torch.randn(population.state.shape, generator=generator)).clamp(0, 1)
-        return Population(state.view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone(), population.labels.clone(), state)
-
-
 @pytest.fixture(scope="module")
 def merf():
     method = DPMERF({"n_features": 50, "steps": 1}, INFO, seed=0, context=RunContext(progress=False))
@@ -67,12 +53,11 @@ def merf():
 
 @pytest.fixture(scope="module")
 def pe():
-    register_pe_api("audit-blob")(_BlobAPI)
-    method = PrivateEvolution({"api": {"name": "audit-blob"}, "population": 10, "iterations": 1,
-                               "extractor": "random-cnn"}, INFO, seed=0, context=RunContext(progress=False))
-    data = _data()
-    yield method, data, with_canary(data, *pe_canary(method, data))
-    PE_APIS.unregister("audit-blob")
+    with blob_api_registered() as api:
+        method = PrivateEvolution({"api": {"name": api}, "population": 10, "iterations": 1,
+                                   "extractor": "random-cnn"}, INFO, seed=0, context=RunContext(progress=False))
+        data = _data()
+        yield method, data, with_canary(data, *pe_canary(method, data))
 
 
 class _TenthNoiseTorch:

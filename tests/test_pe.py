@@ -13,35 +13,20 @@ from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate, gaussian_releases_plan
 from dpgen_bench.privacy.events import GaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
-from dpgen_bench_methods.pe_api import PE_APIS, GenerationAPI, Population, register_pe_api
+from dpgen_bench_methods.pe_api import PE_APIS, register_pe_api
 from dpgen_bench_methods.private_evolution import PrivateEvolution, resample, vote_histogram
+from pe_toy import BLOB_API, BlobAPI, blob_api_registered
 
 INFO = DatasetInfo("toy-grey", 1, 8, 8, 3)
 
 
-class _BlobAPI(GenerationAPI):
-    """A public toy API: a sample is a grey level (its state); variation nudges it."""
-
-    channels = (1,)
-
-    def random(self, labels, generator):
-        state = torch.rand(len(labels), 1, generator=generator)
-        return Population(state.view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone(), labels.clone(), state)
-
-    def variation(self, population, strength, generator):
-        state = (population.state + strength * 0.1 * torch.randn(population.state.shape, generator=generator)).clamp(0, 1)
-        return Population(state.view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone(), population.labels.clone(), state)
-
-
 @pytest.fixture(autouse=True)
 def blob_api():
-    if "test-blob" not in PE_APIS:
-        register_pe_api("test-blob")(_BlobAPI)
-    yield
-    PE_APIS.unregister("test-blob")
+    with blob_api_registered():
+        yield
 
 
-CONFIG = {"api": {"name": "test-blob"}, "population": 30, "iterations": 4, "extractor": "random-cnn"}
+CONFIG = {"api": {"name": BLOB_API}, "population": 30, "iterations": 4, "extractor": "random-cnn"}
 
 
 def _data(n: int = 60, seed: int = 0) -> ImageDataset:
@@ -111,7 +96,7 @@ def test_a_non_private_run_records_nothing_and_is_reproducible():
 
 def test_non_private_evolution_moves_the_population_towards_the_private_data():
     pe = _pe(iterations=6, strength_start=0.5, strength_end=0.1)
-    start = _BlobAPI(INFO).random(torch.arange(30) % 3, torch.Generator().manual_seed(0))
+    start = BlobAPI(INFO).random(torch.arange(30) % 3, torch.Generator().manual_seed(0))
     pe.fit(_data(), PrivacyBudget(math.inf, 1e-5), PrivacyLedger())
     target = (torch.arange(3).float() / 2 * 0.8 + 0.05)  # the private grey level of each class
     before = (start.state.flatten() - target[start.labels]).abs().mean()
@@ -131,7 +116,7 @@ def test_samples_are_drawn_from_the_population_of_their_class():
 
 
 def test_an_unconditional_api_with_labelled_pe_is_refused_at_construction():
-    class _Unconditional(_BlobAPI):
+    class _Unconditional(BlobAPI):
         conditional = False
 
     register_pe_api("test-unconditional")(_Unconditional)
