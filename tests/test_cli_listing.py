@@ -159,3 +159,29 @@ def test_listing_methods_does_not_import_opacus_or_the_feature_extractors():
             "print('opacus' in sys.modules, 'dpgen_bench.features' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_list_shows_what_pe_supports_with_its_default_api_and_survives_a_config_without_defaults(capsys):
+    from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
+
+    class Required(MethodConfig):
+        width: int  # no default: the listing cannot build a default config
+
+    class NoDefaults(GenerativeMethod):
+        Config = Required
+        capabilities = Capabilities(labelled=True, unlabelled=False, channels=(3,))
+
+        def fit(self, train, budget, ledger): ...
+        def generate(self, n, labels, generator): ...
+        def checkpoint_state(self): return {}
+        def load_checkpoint_state(self, state): ...
+
+    register_method("needs-width-test")(NoDefaults)
+    try:
+        assert main(["list"]) == 0
+    finally:
+        unregister_method("needs-width-test")
+    methods = capsys.readouterr().out.split("Datasets", 1)[0]
+    rows = {line.split()[0]: line.split() for line in methods.splitlines()[2:] if line.strip()}
+    assert rows["pe"][-2:] == ["1", "8,28,32"]  # the digit simulator's shapes, not the class-level "1,3 any"
+    assert rows["needs-width-test"][-2:] == ["3", "any"]

@@ -59,13 +59,24 @@ def _methods() -> list[str]:
     return names
 
 
+def _default_capabilities(cls):
+    """What ``cls`` supports with its default config (e.g. PE's API); its class-level ``capabilities`` if the
+    config has no complete defaults (a plugin's may not)."""
+    from ..method import ConfigError, build_config
+
+    try:
+        return cls.capabilities_for(build_config(cls.Config, {}))
+    except ConfigError:
+        return cls.capabilities
+
+
 def methods_rows() -> list[dict]:
     from ..registry import method_entry
 
     rows = []
     for name in _methods():
         entry = method_entry(name)
-        caps = entry.cls.capabilities_for(entry.cls.Config())  # with its default config (e.g. PE's API)
+        caps = _default_capabilities(entry.cls)
         rows.append({
             "method": name,
             "source": entry.source,
