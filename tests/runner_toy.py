@@ -7,12 +7,16 @@ second, worse method is ``toy-means`` with noisier samples, labelled ``toy-blurr
 
 Knobs for failure tests: ``fail_seed`` raises in ``fit`` for that seed; ``overspend`` records an extra
 release the calibration did not plan for (the runner's privacy check must catch it); ``sleep_s`` slows
-``fit`` down so a test can kill the run between cells.
+``fit`` down so a test can kill the run between cells. The environment variable ``RUNNER_TOY_DIE_ONCE`` (a file
+path; tests set it through the executor's ``env``) makes the first ``fit`` that creates that file SIGKILL its own
+process mid-cell, as a worker killed for memory or lost with its node would die.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 
 import torch
@@ -32,6 +36,24 @@ class ToyConfig(MethodConfig):
     sleep_s: float = 0.0
 
 
+DIE_ONCE = "RUNNER_TOY_DIE_ONCE"
+
+
+def _die_once(what: str) -> None:
+    """SIGKILL this process if ``$RUNNER_TOY_DIE_ONCE`` names a file that does not exist yet (creating it,
+    with the pid and ``what``, first: exactly one cell of a run dies, once)."""
+    marker = os.environ.get(DIE_ONCE)
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, f"{os.getpid()} {what}\n".encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class _NoisyMeans(GenerativeMethod):
     Config = ToyConfig
     capabilities = Capabilities(channels=(1,))
@@ -43,6 +65,7 @@ class _NoisyMeans(GenerativeMethod):
         return self.per_class  # toy-global ignores labels: its sample labels carry no information
 
     def fit(self, train, budget, ledger) -> None:
+        _die_once(f"{self.seed} {budget.epsilon}")
         if self.config.fail_seed is not None and self.seed == self.config.fail_seed:
             raise RuntimeError(f"toy failure for seed {self.seed}")
         if self.config.sleep_s:

@@ -29,10 +29,30 @@ def register(sub) -> None:
     )
     p.add_argument("--output-dir", "-o", default=None, help="results directory (same as --set output_dir=...)")
     p.add_argument("--force", action="store_true", help="recompute finished cells too")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="cells run in parallel processes (default 1)")
+    p.add_argument("--jobs", "-j", type=int, default=None,
+                   help="local executor: cells run in parallel processes (default: the config's, else 1)")
+    p.add_argument("--executor", default=None, metavar="NAME",
+                   help="what runs the cells: local, ray or slurm (default: the config's 'executor', else local); "
+                   "see docs/executors.md")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (auto, HOST:PORT or ray://HOST:10001); with --executor ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true", help="validate the config and list the cells, train nothing")
     p.set_defaults(handler=_run)
+
+
+def _with_executor(config, args):
+    """The config with ``--executor`` / ``--address`` / ``--jobs`` applied (UsageError for a mismatch)."""
+    from . import UsageError
+    from ..executors import override_executor
+
+    if args.executor is None and args.address is None and args.jobs is None:
+        return config
+    try:
+        spec = override_executor(config.executor, name=args.executor, address=args.address, jobs=args.jobs)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return config.model_copy(update={"executor": spec})
 
 
 def _run(args) -> int:
@@ -42,13 +62,14 @@ def _run(args) -> int:
     from ..runner.progress import one_line_warnings
     from ..runner.store import StoreLockedError
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     overrides = list(args.overrides)
     if args.output_dir is not None:
         overrides.append(f"output_dir={args.output_dir}")
     try:
         config = load_config(args.config, overrides)
+        config = _with_executor(config, args)
         if args.dry_run:
             cells, store, _ = prepare(config)
             for cell in cells:
@@ -56,7 +77,7 @@ def _run(args) -> int:
                 print(f"{cell.key}  {cell.name}  [{state}]")
             return 0
         one_line_warnings()
-        summary = run_benchmark(config, force=args.force, jobs=args.jobs, progress=not args.no_progress)
+        summary = run_benchmark(config, force=args.force, progress=not args.no_progress)
     except (ConfigFileError, StoreLockedError) as exc:
         raise UsageError(str(exc)) from None
     except RunInterrupted as exc:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from ..privacy.accounting import DEFAULT_ACCOUNTANT, UnknownAccountantError, check_delta, get_accountant
+from ..executors.base import ExecutorSpec
 from ..privacy.budget import DELTA_RULE
 
 
@@ -145,6 +146,14 @@ class BenchConfig(_Strict):
     device: str = "cpu"
     plugins: list[str] = Field(default_factory=list)
     """Extra modules to import before resolving methods (they may call ``register_method``)."""
+    executor: SerializeAsAny[ExecutorSpec] = Field(default_factory=lambda: _executor_spec("local"))
+    """What runs the cells: ``local`` (default), ``ray`` or ``slurm`` with its keys (``docs/executors.md``).
+    Not part of any cell's key: the executor changes where a cell runs, never what it computes."""
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor(cls, value: Any) -> ExecutorSpec:
+        return _executor_spec(value)
 
     @field_validator("epsilons")
     @classmethod
@@ -199,6 +208,16 @@ class BenchConfig(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------- loading
+
+
+def _executor_spec(value: Any) -> ExecutorSpec:
+    """``executor:`` validated by the named executor's own spec (unknown keys refused, like everywhere)."""
+    from ..executors import parse_executor_spec
+
+    try:
+        return parse_executor_spec(value)
+    except ValidationError as exc:  # re-raised as one message: pydantic nests it under 'executor'
+        raise ValueError(_format_validation_error(exc).removeprefix("invalid benchmark config: ")) from None
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -443,7 +462,8 @@ def check_environment(config: BenchConfig) -> None:
             f"{' ...' if len(missing) > 3 else ''}; put the files there, set data_dir, or set download: true "
             f"(needs network access)"
         )
-    _check_device(config.device)
+    if not config.executor.remote:  # a cluster's cells run on its nodes: the executor checks GPUs per cell
+        _check_device(config.device)
     _check_sample_memory(config, spec.info)
 
 

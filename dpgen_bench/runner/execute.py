@@ -3,7 +3,7 @@
 1. **train and check the spend** — build the method, fit it with a fresh ledger, recompute ε from the ledger;
 2. **sample and validate** — draw the samples every metric needs, refuse a wrong shape, NaN or range;
 3. **evaluate** — the metrics of :func:`evaluate_samples` (shared with ``dpgen-bench evaluate``);
-4. **write the artefacts** — samples, grid, checkpoint, ledger; then the record.
+4. **write the artefacts** — samples, grid, checkpoint, ledger; then return the record (the driver writes it).
 
 :func:`run_cell` never raises for a problem of the cell itself (an exception in the method, NaN samples or
 metrics, a privacy check that fails): it returns a record with ``status="failed"`` and the error, so the
@@ -213,7 +213,8 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
 
 
 def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Run one cell end to end, write its artefacts and record under ``root``; return the record."""
+    """Run one cell end to end and write its artefacts in its folder under ``root``; return its record (for the
+    driver to store: :meth:`~dpgen_bench.runner.store.ResultsStore.write_record`)."""
     store = ResultsStore(root)
     cell_dir = store.cell_dir(cell.key)
     context = RunContext(device=str(device), progress=progress, cache_dir=Path(root) / "cache")
@@ -234,7 +235,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
         rows, artefacts = [{**facts, **r} for r in metric_rows], artefact_digests(cell_dir, CELL_ARTEFACTS)
     else:
         rows, artefacts = [{**facts, "metric": None, "value": None}], {}
-    record = {"key": cell.key, "name": cell.name, "status": status, "error": error, "cell": cell.key_data(),
-              "rows": rows, "artefacts": artefacts}
-    store.write_record(record)
-    return record
+    # Returned, not written: the driver is the results store's only writer (it writes this record after the
+    # artefacts above, so a cell killed before that has no record and is recomputed).
+    return {"key": cell.key, "name": cell.name, "status": status, "error": error, "cell": cell.key_data(),
+            "rows": rows, "artefacts": artefacts}

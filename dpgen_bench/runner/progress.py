@@ -1,4 +1,4 @@
-"""The run's progress view: one bar over cells (elapsed, ETA) with the current cell's bars beneath it on a
+"""The run's progress view: one bar over cells (done, running, failed, elapsed, ETA) with the current cell's bars beneath it on a
 terminal; in a non-interactive log (CI, ``nohup``, a pipe) plain lines, one per cell, and no cell bars —
 no cursor escapes and no thousands of carriage-return updates."""
 
@@ -25,6 +25,8 @@ class CellProgress:
         self.enabled = enabled and total > 0
         self.interactive = self.enabled and (self.stream.isatty() if interactive is None else interactive)
         self.total, self.done = total, 0
+        self.running, self.failed = 0, 0
+        """Cells submitted and not finished yet (on a cluster, queued ones count), and cells finished failed."""
         self.started = time.monotonic()
         self._bar = tqdm(total=total, desc="cells", unit="cell", file=self.stream, position=0) if self.interactive else None
 
@@ -33,21 +35,29 @@ class CellProgress:
         """Whether the running cell may draw its own bars (only beneath the cell bar on a terminal)."""
         return self.interactive
 
+    def _counts(self) -> str:
+        return f"running {self.running} · failed {self.failed}"
+
     def start(self, name: str) -> None:
+        """``name`` was started (serial) or submitted to workers."""
+        self.running += 1
         if self._bar is not None:
-            self._bar.set_postfix_str(name, refresh=True)
+            self._bar.set_postfix_str(f"{self._counts()} · {name}", refresh=True)
 
     def finish(self, name: str, record: dict[str, Any]) -> None:
         self.done += 1
+        self.running = max(0, self.running - 1)
+        self.failed += record.get("status") != "ok"
         if self._bar is not None:
+            self._bar.set_postfix_str(self._counts(), refresh=False)
             self._bar.update(1)
         elif self.enabled:
             elapsed = time.monotonic() - self.started
             eta = elapsed / self.done * (self.total - self.done)
             status = record.get("status", "?")
             error = f" ({record.get('error')})" if status != "ok" and record.get("error") else ""
-            print(f"[{self.done}/{self.total}] {name}: {status}{error} · elapsed {_clock(elapsed)} · "
-                  f"ETA {_clock(eta)}", file=self.stream, flush=True)
+            print(f"[{self.done}/{self.total}] {name}: {status}{error} · {self._counts()} · elapsed "
+                  f"{_clock(elapsed)} · ETA {_clock(eta)}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

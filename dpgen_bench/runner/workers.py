@@ -34,6 +34,14 @@ def configure_worker(threads: int | None, plugins: tuple[str, ...] | list[str] =
     if parent_pid is not None:
         die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_up_cell_process(threads, plugins)
+
+
+def set_up_cell_process(threads: int | None, plugins: tuple[str, ...] | list[str] = ()) -> None:
+    """What every process that runs cells for a driver applies (``--jobs``, Ray and Slurm workers): one-line
+    warnings, malloc tuning (:func:`dpgen_bench.allocator.retain_freed_memory`), the thread count and the plugin
+    imports (in-process registrations do not reach another process). Idempotent: a reused worker applies it
+    once per cell."""
     from .progress import one_line_warnings
 
     one_line_warnings()
