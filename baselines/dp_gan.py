@@ -362,6 +362,62 @@ class _BaseDPGAN(GenerativeMethod):
             self._update_ema()
         return float(loss.detach())
 
+    # -- the empirical privacy audit's view of the private step (docs/audit.md) ---------------------
+    def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
+                      ledger: PrivacyLedger | None = None) -> torch.Tensor:
+        """The noisy gradient of every planned DP-SGD discriminator step, concatenated (float64), for the
+        mechanism audit in the white-box threat model of Nasr et al. (2023): the adversary sees every
+        intermediate noisy gradient.
+
+        The real private step: D wrapped by :func:`make_private_discriminator` (Opacus's ``DPOptimizer``:
+        per-pair clipping to C, noise σ·C, division by the expected batch size), the loss of
+        :meth:`_d_backward`, σ from :func:`calibrate` for the plan of ``epochs``, ``batch_size`` and n̂. What
+        the audit fixes is public: D starts from the seeded initialisation, G stays at its current weights
+        (G's steps are post-processing of D's noisy gradients), and the latents of step t's fakes come from
+        ``public_generator(seed, "audit-fakes", t)``. With q = 1 (``batch_size`` = n̂) and a non-private
+        budget (σ = 0: clipped, no noise) the release is therefore exact. The steps go into ``ledger``."""
+        cfg = self.config
+        plan = self.privacy_plan(cfg, train.public_size())
+        (planned,) = plan(1.0)
+        sigmas = self.__dict__.setdefault("_audit_sigmas", {})  # calibration is deterministic: once per plan
+        if (planned, budget) not in sigmas:
+            sigmas[planned, budget] = float(calibrate(plan, budget)) if budget.is_private else 0.0
+        sigma = sigmas[planned, budget]
+        with torch.random.fork_rng(devices=[]):  # the same initial D for every trial
+            torch.manual_seed(self.seed)
+            D = self.build_discriminator().to(self.device)
+        opt = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        loader = poisson_loader(train, planned.sample_rate)
+        D, opt, _ = make_private_discriminator(
+            D, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
+            expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode,
+        )
+        self.generator.train()  # as in fit(): a generator with batch statistics would use them
+        released, batches = [], iter(loader)
+        for step in range(planned.steps):
+            batch = next(batches, None)
+            if batch is None:  # a pass over the loader is floor(1/q) batches
+                batches = iter(loader)
+                batch = next(batches)
+            x, y = batch
+            # One public latent for every fake of the step: the auditor's choice (DP holds for any fixed z),
+            # which leaves the fakes differing by their labels only and makes any coupling of rows visible.
+            z = self._latents(1, public_generator(self.seed, "audit-fakes", step, device=self.device))
+            z = z.expand(x.shape[0], -1)
+            self._d_step(D, opt, x.to(self.device), y.to(self.device), z, step)
+            released.append(torch.cat([p.grad.detach().flatten() for p in D.parameters()]))
+        self.generator.eval()
+        if budget.is_private and ledger is not None:
+            ledger.record(PoissonSubsampledGaussianEvent(sigma, planned.sample_rate, planned.steps),
+                          f"{self.name}: {planned.steps} audited DP-SGD discriminator steps")
+        return torch.cat(released).double().cpu()
+
+    def audit_canary(self, data: ImageDataset) -> tuple[torch.Tensor, int]:
+        """The audit's worst-case canary: :func:`dpgen_bench.audit.canaries.dpsgd_canary`."""
+        from dpgen_bench.audit.canaries import dpsgd_canary
+
+        return dpsgd_canary(self, data)
+
     # -- the conformance suite's view of the private step ------------------------------------------
     def gradient_probe(self) -> GradientProbe:
         """The per-pair gradient rows D's private optimiser clips, through the trainer's own wrapping."""

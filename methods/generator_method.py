@@ -189,6 +189,12 @@ class ReleaseOnceMethod(GeneratorMethod):
         parts = [released.sums[k].double().flatten() for k in released.sums] + [released.counts.double().flatten()]
         return torch.cat(parts)
 
+    def audit_canary(self, data: ImageDataset) -> tuple[torch.Tensor, int]:
+        """The audit's worst-case canary: :func:`dpgen_bench.audit.canaries.release_once_canary`."""
+        from dpgen_bench.audit.canaries import release_once_canary
+
+        return release_once_canary(self, data)
+
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         t0 = time.perf_counter()
         released = self.release(train, budget, ledger)

@@ -45,7 +45,7 @@ from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate_gaussian_releases
 from dpgen_bench.privacy.events import GaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
-from dpgen_bench.privacy.noise import release_generator
+from dpgen_bench.privacy.noise import gaussian_noise, release_generator
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 """images (B, C, H, W) in [0, 1] → {moment name: (B, D_moment) embeddings with norm ≤ C each}."""
@@ -214,14 +214,14 @@ def release_mean_embedding(
     gen = noise_generator or release_generator()
     noisy_sums: dict[str, torch.Tensor] = {}
     for name, s in exact.sums.items():
-        noise = torch.randn(s.shape, generator=gen, dtype=torch.float64) * (sigma * sum_norm)
+        noise = gaussian_noise(s.shape, sigma * sum_norm, generator=gen)
         noisy_sums[name] = s + noise
         note = (f"{method_name}: per-class sums of {name} (K={num_classes}, D={s.shape[1]}, "
                 f"L2 sensitivity C={sum_norm}, noise std {sigma * sum_norm:.4g})")
         ledger.record(GaussianEvent(sigma), note)
         notes.append(note)
     count_sigma = count_noise_ratio * sigma
-    noisy_counts = exact.counts + torch.randn(num_classes, generator=gen, dtype=torch.float64) * count_sigma
+    noisy_counts = exact.counts + gaussian_noise((num_classes,), count_sigma, generator=gen)
     note = f"{method_name}: per-class counts (K={num_classes}, L2 sensitivity 1, noise std {count_sigma:.4g})"
     ledger.record(GaussianEvent(count_sigma), note)
     notes.append(note)

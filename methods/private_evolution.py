@@ -235,6 +235,12 @@ class PrivateEvolution(GenerativeMethod):
         votes = vote_histogram(private, private_labels, state["candidate_features"], self._vote_groups(candidates))
         return self._release(votes, sigma, PrivacyLedger() if ledger is None else ledger, 0).double()
 
+    def audit_canary(self, data: ImageDataset) -> tuple[torch.Tensor, int]:
+        """The audit's worst-case canary: :func:`dpgen_bench.audit.canaries.pe_canary`."""
+        from dpgen_bench.audit.canaries import pe_canary
+
+        return pe_canary(self, data)
+
     # -- sampling and checkpoints -------------------------------------------------------------------
     def generate(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         if self.population is None:

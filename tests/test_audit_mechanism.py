@@ -12,8 +12,6 @@ import math
 import pytest
 import torch
 
-import dpgen_bench_methods.mean_embedding as mean_embedding
-import dpgen_bench_methods.private_evolution as private_evolution
 from dpgen_bench.audit import (
     audit_mechanism,
     audit_method,
@@ -22,6 +20,7 @@ from dpgen_bench.audit import (
     release_once_canary,
     with_canary,
 )
+from dpgen_bench.audit.broken import VARIANTS, broken_class
 from dpgen_bench.audit.cache import IdentityMemo
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
@@ -60,28 +59,14 @@ def pe():
         yield method, data, with_canary(data, *pe_canary(method, data))
 
 
-class _TenthNoiseTorch:
-    """``torch`` as mean_embedding sees it, except that its Gaussian sampler draws a tenth of the noise."""
-
-    def __init__(self, real):
-        self._real = real
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def randn(self, *args, **kwargs):
-        return self._real.randn(*args, **kwargs) / 10
-
-
 @pytest.fixture
-def broken_merf_noise(monkeypatch):
-    monkeypatch.setattr(mean_embedding, "torch", _TenthNoiseTorch(torch))
+def broken_merf_noise():
+    """The shared ``tenth-noise`` variant (dpgen_bench.audit.broken) active, as inside a broken method."""
+    with VARIANTS.get("tenth-noise").patches():
+        yield
 
 
-@pytest.fixture
-def broken_pe_noise(monkeypatch):
-    real = private_evolution.gaussian_noise
-    monkeypatch.setattr(private_evolution, "gaussian_noise", lambda shape, std, **kw: real(shape, std / 10, **kw))
+broken_pe_noise = broken_merf_noise
 
 
 # -- the hooks release what fit releases ------------------------------------------------------------------
@@ -187,10 +172,11 @@ def test_pe_with_a_tenth_of_the_noise_is_flagged(pe, broken_pe_noise):
     assert result.violation and result.epsilon_lower > 2.0, result
 
 
-def test_dp_mepf_inherits_the_hook_and_its_broken_variant_is_flagged(monkeypatch):
+def test_dp_mepf_inherits_the_hook_and_its_broken_variant_is_flagged():
     method = DPMEPF(DPMEPF.conformance_config, INFO, seed=0, context=RunContext(progress=False))
     data = _data()
     neighbour = with_canary(data, *release_once_canary(method, data))
     assert not audit_method(method, data, neighbour, BUDGET, trials=1000).violation
-    monkeypatch.setattr(mean_embedding, "torch", _TenthNoiseTorch(torch))
-    assert audit_method(method, data, neighbour, BUDGET, trials=1000).violation
+    broken = broken_class(DPMEPF, "tenth-noise")(DPMEPF.conformance_config, INFO, seed=0,
+                                                 context=RunContext(progress=False))
+    assert audit_method(broken, data, neighbour, BUDGET, trials=1000).violation

@@ -51,3 +51,31 @@ def pe_canary(method, data: ImageDataset) -> tuple[torch.Tensor, int]:
     j = int(torch.argmax(votes))
     candidates = method.audit_candidates()
     return candidates.images[j].clone(), max(int(candidates.labels[j]), 0)
+
+
+def dpsgd_canary(method, data: ImageDataset, label: int = 0) -> tuple[torch.Tensor, int]:
+    """(image, label) for a DP-SGD method with a :meth:`~dpgen_bench.method.GenerativeMethod.gradient_probe`:
+    the white image in class ``label``, after checking that its per-example gradient at the initial model has
+    norm at least C (``config.max_grad_norm``), so that clipping makes it move the clipped sum by exactly C —
+    the sensitivity the noise was calibrated for. (A correct implementation then shifts each noisy gradient by
+    C/B; an unclipped one by the full norm; a batch-coupled one moves every row's gradient.)"""
+    probe = method.gradient_probe()
+    image = torch.ones(1, *data.info.shape)
+    labels = torch.tensor([int(label)])
+    from dpgen_bench.privacy.noise import public_generator
+
+    rows = probe.rows(image, labels, probe.draws(1, public_generator(method.seed, "audit-canary")))
+    norm, clip = float(rows.norm()), float(method.config.max_grad_norm)
+    if norm < clip:
+        raise ValueError(f"canary's per-example gradient has norm {norm:.4g} < C={clip:g}: it would not attain "
+                         f"the sensitivity (lower max_grad_norm for the audit)")
+    return image[0], int(label)
+
+
+def canary_for(method, data: ImageDataset) -> tuple[torch.Tensor, int]:
+    """The method's worst-case canary for ``data``: its optional ``audit_canary(data)`` hook."""
+    hook = getattr(method, "audit_canary", None)
+    if not callable(hook):
+        raise TypeError(f"{type(method).__name__} has no audit_canary(data) hook: give the canary explicitly")
+    image, label = hook(data)
+    return image, int(label)

@@ -46,21 +46,26 @@ def audit_method(
     *,
     trials: int,
     confidence: float = DEFAULT_CONFIDENCE,
-    known_difference: bool = True,
+    known_difference: bool | None = None,
     progress: bool = False,
     **options,
 ) -> MechanismAudit:
     """:func:`~dpgen_bench.audit.mechanism.audit_mechanism` of ``method.audit_release(·, budget)`` on D and D′.
 
     ``known_difference``: take Δ from the exact releases (:func:`noiseless_difference`) instead of estimating
-    it (only the statistic's power depends on this, never the bound's validity). The claimed ε is
+    it (only the statistic's power depends on this, never the bound's validity); None (default): when the
+    noiseless release is reproducible (two calls agree: no sampling randomness left). The claimed ε is
     :func:`claimed_epsilon`. ``options`` go to ``audit_mechanism``."""
     if not supports_audit(method):
         raise TypeError(f"{type(method).__name__} does not implement audit_release(train, budget)")
     if not budget.is_private:
         raise ValueError("a non-private budget has nothing to audit")
     claim = claimed_epsilon(method, data, budget)
-    diff = noiseless_difference(method, data, neighbour, budget) if known_difference else None
+    diff = None
+    if known_difference is not False:
+        diff = noiseless_difference(method, data, neighbour, budget)
+        if known_difference is None and not torch.equal(diff, noiseless_difference(method, data, neighbour, budget)):
+            diff = None  # e.g. Poisson sampling at q < 1: the noiseless release is itself random
     return audit_mechanism(
         lambda d: method.audit_release(d, budget), data, neighbour, trials=trials, delta=budget.delta,
         confidence=confidence, mean_difference=diff, claimed_epsilon=claim, progress=progress,
