@@ -19,6 +19,7 @@ import yaml
 import runner_toy
 from dpgen_bench.cli import main
 from dpgen_bench.executors import CellRun, RaySpec, make_executor, override_executor
+from dpgen_bench.executors.ray_executor import check_reachable
 from dpgen_bench.runner.benchmark import prepare, run_benchmark
 from dpgen_bench.runner.config import ConfigFileError, parse_config
 from dpgen_bench.runner.store import ResultsStore
@@ -175,11 +176,15 @@ def test_a_missing_extra_is_refused_naming_the_install_command(tmp_path, monkeyp
         make_executor(slurm.executor).check(slurm)
 
 
-def test_executor_settings_are_strict_and_the_command_line_overrides_them(tmp_path, capsys):
+def test_executor_settings_are_strict_and_the_command_line_overrides_them(tmp_path, capsys, monkeypatch):
     with pytest.raises(ConfigFileError, match="partition: unknown key"):
         _config(tmp_path, {"name": "ray", "partition": "gpu"})
     with pytest.raises(ConfigFileError, match="unknown executor 'spark'.*local, ray, slurm"):
         _config(tmp_path, {"name": "spark"})
+    no_slurm = _config(tmp_path, {"name": "slurm"})
+    with monkeypatch.context() as m, pytest.raises(ConfigFileError, match="sbatch"):  # refused, never run locally
+        m.setenv("PATH", str(tmp_path))  # no sbatch anywhere on it
+        make_executor(no_slurm.executor).check(no_slurm)
     cuda = _config(tmp_path, {"name": "ray"}, device="cuda")
     with pytest.raises(ConfigFileError, match="executor.num_gpus"):
         make_executor(cuda.executor).check(cuda)
@@ -188,6 +193,8 @@ def test_executor_settings_are_strict_and_the_command_line_overrides_them(tmp_pa
     assert override_executor(ray, name="local", jobs=3).model_dump()["jobs"] == 3
     with pytest.raises(ValueError, match="--jobs sets the local executor"):
         override_executor(ray, jobs=2)
+    with pytest.raises(ConfigFileError, match="cannot reach a Ray cluster at '127.0.0.1:1'"):
+        check_reachable("127.0.0.1:1")  # ray.init would retry for minutes
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(runner_toy.tiny_config(tmp_path / "out")))
     assert main(["run", str(path), "--address", "h:1", "--dry-run"]) == 2

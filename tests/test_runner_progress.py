@@ -50,3 +50,15 @@ def test_each_distinct_warning_is_shown_once_as_one_line():
         "warning: UserWarning: evaluated in its training space",
         "warning: RuntimeWarning: another",
     ]
+
+
+def test_the_log_lines_count_running_and_failed_cells():
+    out = io.StringIO()
+    view = CellProgress(3, interactive=False, stream=out)
+    for name in ("a", "b", "c"):  # an out-of-process executor submits every cell before any finishes
+        view.start(name)
+    view.finish("b", {"status": "failed", "error": "worker died"})
+    view.finish("a", {"status": "ok"})
+    view.close()
+    first, second = out.getvalue().splitlines()
+    assert "running 2 · failed 1" in first and "running 1 · failed 1" in second

@@ -38,6 +38,26 @@ def _ray():
     return ray
 
 
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """``ConfigFileError`` naming ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) if nothing accepts a TCP
+    connection there within ``timeout_s`` seconds: ``ray.init`` itself would retry for minutes. ``None`` and
+    ``auto`` (found by Ray on this machine) are left to Ray."""
+    import socket
+
+    from ..runner.config import ConfigFileError
+
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigFileError(f"executor.address: {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigFileError(f"executor.address: cannot reach a Ray cluster at {address!r} "
+                              f"({exc.strerror or type(exc).__name__}); is `ray start --head` running there?") from None
+
+
 def _run_on_worker(run_one: CellRun, cell) -> dict[str, Any]:
     """The Ray task: a module-level function, so workers import it by name from an installed dpgen-bench."""
     return run_one(cell)
@@ -70,6 +90,7 @@ class RayExecutor(Executor):
         ray = _ray()
         if ray.is_initialized():  # a session the caller opened (a notebook, a test): use it, leave it open
             return
+        check_reachable(self.spec.address)
         try:
             ray.init(address=self.spec.address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:

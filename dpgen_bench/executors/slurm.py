@@ -76,7 +76,12 @@ class SlurmExecutor(Executor):
     def check(self, config) -> None:
         from ..runner.config import ConfigFileError
 
+        import shutil
+
         _submitit()
+        if self.spec.cluster == "slurm" and shutil.which("sbatch") is None:
+            raise ConfigFileError("executor: slurm needs `sbatch` on PATH: run the driver on a Slurm login node "
+                                  "(or set executor.cluster: local to run the jobs as local processes)")
         if config.device.startswith("cuda") and self.spec.gpus_per_cell <= 0:
             raise ConfigFileError(f"executor.gpus_per_cell: device is {config.device!r} but each cell's job asks "
                                   f"for no GPU; set executor.gpus_per_cell (e.g. 1)")
@@ -84,7 +89,7 @@ class SlurmExecutor(Executor):
     def _executor(self, root: str):
         submitit = _submitit()
         folder = Path(self.spec.log_dir) if self.spec.log_dir else Path(root) / "submitit"
-        ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=self.spec.cluster)
+        ex = submitit.AutoExecutor(folder=str(folder), cluster=self.spec.cluster)  # files are named by job id
         params: dict[str, Any] = {"name": "dpgen-bench", "timeout_min": self.spec.time_min,
                                   "cpus_per_task": self.spec.cpus_per_cell, "gpus_per_node": self.spec.gpus_per_cell,
                                   "slurm_array_parallelism": self.spec.array_parallelism}
@@ -125,6 +130,6 @@ class SlurmExecutor(Executor):
         """(record, None) for a job that returned, (None, why) for one that died or raised."""
         try:
             return job.result(), None
-        except Exception as exc:  # FailedJobError, UncompletedJobError: the job's process died
-            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-            return None, f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:500]
+        except Exception as exc:  # UncompletedJobError: the job's process died; FailedJobError: it raised
+            lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+            return None, f"{type(exc).__name__}: {' '.join(lines[:2])}"[:400] + f" (log: {job.paths.stderr})"
