@@ -98,6 +98,12 @@ def _run(args) -> int:
 
         print()
         print(run_report(summary.root))
+    if summary.audit is not None:
+        from .audit import report
+
+        print()
+        if report(summary.audit, summary.root):
+            return 1
     if summary.failed:
         print("failed cells:", file=sys.stderr)
         for name, error in summary.failed:

@@ -43,6 +43,9 @@ class RunSummary:
     damaged: list[tuple[str, str]] = field(default_factory=list)
     """(cell name, what was wrong) for finished cells whose record or artefacts no longer verify (recomputed)."""
 
+    audit: Any = None
+    """The :class:`~dpgen_bench.runner.audits.AuditSummary` when the config has ``audit: true``."""
+
     @property
     def ok(self) -> bool:
         return not self.failed
@@ -146,6 +149,10 @@ def _run_locked(config, cells, store, method_configs, executor: Executor, *, for
     df = store.frame(keys)
     gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
     summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})
+    if config.audit.enabled:  # after the grid, under the same lock; audit.csv is in place before rendering
+        from .audits import run_audits
+
+        summary.audit = run_audits(config, progress=progress, lock=False)
     if render:
         summary.outputs = render_outputs(root)
     return summary
@@ -156,6 +163,9 @@ def render_outputs(root: str | Path) -> list[Path]:
     from .plots import write_plots
     from .tables import write_tables
 
+    import pandas as pd
+
     root = Path(root)
     df = ResultsStore(root).read_results()
-    return write_tables(df, root / "tables") + write_plots(df, root, root / "plots")
+    audit = pd.read_csv(root / "audit.csv") if (root / "audit.csv").is_file() else None
+    return write_tables(df, root / "tables", audit) + write_plots(df, root, root / "plots")

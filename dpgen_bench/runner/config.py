@@ -35,6 +35,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PublicDataSpec(_Strict):
+    """Public data a method entry hands its method (``RunContext.public_data``), e.g. for pre-training.
+
+    Allowed only for methods whose capabilities declare ``public_data``, and never from the private dataset's
+    family (checked before anything trains, :func:`dpgen_bench.runner.public.check_public_data`). Part of the
+    cell key and recorded in every row (``public_dataset``)."""
+
+    dataset: str = Field(min_length=1)
+    """A registered dataset (``dpgen-bench list datasets``), loaded whole (all its examples are public)."""
+    resize: Literal["bilinear", "nearest", "none"] = "bilinear"
+    """How images of another size are resized to the private images' size (``none``: refuse a size mismatch).
+    Channels are matched too: grey → RGB by repetition, RGB → grey by the channel mean."""
+    data_dir: str | None = None
+    """Where its files live (None: the benchmark's ``data_dir``)."""
+    download: bool = False
+    """Allow downloading it (torchvision datasets; needs network access)."""
+
+
 class MethodSpec(_Strict):
     """One method in the grid: a registered name, an optional display label and config overrides."""
 
@@ -44,6 +62,8 @@ class MethodSpec(_Strict):
     """Name shown in tables and used in ``--set methods.<label>...``; defaults to ``name``."""
     config: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the method's own config (validated by the method's ``Config``)."""
+    public_data: PublicDataSpec | None = None
+    """Public data for a method that declares it uses some (``Capabilities.public_data``); None: none."""
 
     @field_validator("config")
     @classmethod
@@ -120,6 +140,71 @@ class EvaluationSpec(_Strict):
         return max(self.sample_count(m) for m in self.metrics)
 
 
+class AuditMethodSpec(_Strict):
+    """How one method is audited, where its benchmark setting would make the mechanism audit slow or weak."""
+
+    examples: int | None = Field(default=None, ge=1)
+    """Audit on the first ``examples`` examples of the train split, declared as its size (None: the whole
+    split with its declared size). Every trial is one full release on it."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the method's config for the audit only, e.g. ``batch_size`` = ``examples`` (q = 1) and
+    ``epochs: 2`` for a DP-SGD method: two full-batch steps whose noiseless release is exact."""
+
+    @field_validator("config")
+    @classmethod
+    def _no_budget_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = sorted(_BUDGET_KEYS & set(value))
+        if bad:
+            raise ValueError(f"audit config may not set {bad}: the budget comes from 'epsilons' and 'delta'")
+        return value
+
+
+class OneRunAuditSpec(_Strict):
+    """The black-box one-run audit (Steinke, Nasr, Jagielski 2023; ``docs/audit.md``)."""
+
+    canaries: int = Field(default=100, ge=2)
+    """m: canaries, each added to the train split with probability ½ (public coin flips)."""
+    extractor: str = "efficientnet-lite0"
+    """Public feature space of the membership score (distance to the nearest synthetic sample)."""
+    n_samples: int = Field(default=2000, ge=1)
+    """Synthetic samples drawn from the fitted method for the scores."""
+
+
+class AuditSpec(_Strict):
+    """The ``audit:`` section: empirical ε lower bounds beside every claimed ε (``dpgen-bench audit``;
+    ``audit: true`` also runs them at the end of ``dpgen-bench run``). Never part of a cell's key."""
+
+    enabled: bool = False
+    """Run the audits at the end of ``dpgen-bench run`` (``dpgen-bench audit`` runs them regardless)."""
+    trials: int = Field(default=1000, ge=20)
+    """Releases per neighbouring dataset of each mechanism audit (the bound tightens like log(trials))."""
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    """Confidence of every lower bound (Clopper–Pearson)."""
+    variants: list[str] = Field(default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled"])
+    """Deliberately broken variants audited beside each method they apply to (the power checks;
+    ``dpgen_bench.audit.broken``)."""
+    methods: dict[str, AuditMethodSpec] = Field(default_factory=dict)
+    """Per method label: its audit setting (default: its benchmark config on the whole train split)."""
+    one_run: OneRunAuditSpec | None = None
+    """Also run the one-run black-box audit of the whole pipeline (one extra fit per method and ε)."""
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[str]) -> list[str]:
+        from ..audit.broken import VARIANTS
+
+        for name in value:
+            VARIANTS.get(name)  # UnknownNameError listing the valid names
+        return value
+
+
+def _audit_spec(value: Any) -> Any:
+    """``audit: true`` / ``false`` is shorthand for ``{enabled: true}`` / the defaults."""
+    if isinstance(value, bool):
+        return {"enabled": value}
+    return value
+
+
 class BenchConfig(_Strict):
     """A whole benchmark: dataset × methods × ε × seeds, one accountant, one evaluation protocol."""
 
@@ -149,6 +234,14 @@ class BenchConfig(_Strict):
     executor: SerializeAsAny[ExecutorSpec] = Field(default_factory=lambda: _executor_spec("local"))
     """What runs the cells: ``local`` (default), ``ray`` or ``slurm`` with its keys (``docs/executors.md``).
     Not part of any cell's key: the executor changes where a cell runs, never what it computes."""
+
+    audit: AuditSpec = Field(default_factory=AuditSpec)
+    """Empirical privacy audits (``docs/audit.md``); ``audit: true`` runs them after the grid."""
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _audit(cls, value: Any) -> Any:
+        return _audit_spec(value)
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -200,6 +293,9 @@ class BenchConfig(_Strict):
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
             raise ValueError(f"methods: label(s) {dup} used twice; give each entry a distinct 'label'")
+        unknown = sorted(set(self.audit.methods) - set(labels))
+        if unknown:
+            raise ValueError(f"audit.methods names {unknown}, which are not method labels of this config {labels}")
         return self
 
     @property
@@ -398,6 +494,13 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
             cls.capabilities.check_accountant(config.accountant)
         except ValueError as exc:
             raise ConfigFileError(f"accountant: method {spec.name!r}: {exc}") from None
+        if spec.public_data is not None:
+            from .public import PublicDataError, check_public_data
+
+            try:
+                check_public_data(spec.public_data, config.dataset, spec.name, cls.capabilities_for(method_config))
+            except PublicDataError as exc:
+                raise ConfigFileError(f"{where}.public_data: {exc}") from None
         extractor = cls.training_extractor(method_config)
         if extractor is not None:
             from ..features import check_public_extractor
@@ -465,6 +568,23 @@ def check_environment(config: BenchConfig) -> None:
     if not config.executor.remote:  # a cluster's cells run on its nodes: the executor checks GPUs per cell
         _check_device(config.device)
     _check_sample_memory(config, spec.info)
+    _check_public_files(config)
+
+
+def _check_public_files(config: BenchConfig) -> None:
+    """ConfigFileError if a method entry's public dataset is not available (and may not be downloaded)."""
+    from .. import data
+
+    for i, method in enumerate(config.methods):
+        public = method.public_data
+        if public is None or public.download or config.download:
+            continue
+        data_dir = public.data_dir or config.data_dir
+        spec = data.dataset_spec(public.dataset)
+        if not spec.available(data_dir):
+            missing = [str(p) for p in spec.expected_files(data_dir) if not p.exists()]
+            raise ConfigFileError(f"methods[{i}] ({method.display}).public_data: {public.dataset!r} is not available: "
+                                  f"missing {', '.join(missing[:3])}; put the files there or set download: true")
 
 
 def check_output_dir(output_dir: str) -> None:

@@ -64,6 +64,10 @@ class ComparisonTable:
     spent: dict[tuple[str, float], float] = field(default_factory=dict)
     """(method, target ε) → largest ε spent over seeds."""
     accountants: list[str] = field(default_factory=list)
+    audited: dict[tuple[str, float], str] = field(default_factory=dict)
+    """(method, target ε) → the correct method's ε lower bounds from ``audit.csv`` (``docs/audit.md``)."""
+    power: list[str] = field(default_factory=list)
+    """One line per broken-variant audit (the power checks)."""
 
     @property
     def metrics(self) -> list[tuple[str, str]]:
@@ -87,8 +91,31 @@ def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def build_table(df: pd.DataFrame) -> ComparisonTable:
-    """Pivot a results frame (``results.csv``) into a :class:`ComparisonTable`."""
+def _audit_lines(audit: pd.DataFrame | None) -> tuple[dict[tuple[str, float], str], list[str]]:
+    """The ε-audited cells (mechanism bound, one-run bound in brackets) and the power-check lines."""
+    if audit is None or audit.empty:
+        return {}, []
+    ok = audit[audit["status"] == "ok"]
+    audited: dict[tuple[str, float], str] = {}
+    for (method, eps), g in ok[ok["variant"] == "correct"].groupby(["method", "target_epsilon"], sort=False):
+        by_kind = {k: float(v) for k, v in zip(g["audit_kind"], g["epsilon_lower"])}
+        text = f"{by_kind['mechanism']:.3f}" if "mechanism" in by_kind else "–"
+        if "one-run" in by_kind:
+            text += f" [{by_kind['one-run']:.3f}]"
+        if g["flagged"].astype(str).str.lower().eq("true").any():
+            text += " FLAGGED"
+        audited[(str(method), float(eps))] = text
+    power = []
+    for _, r in ok[ok["variant"] != "correct"].iterrows():
+        verdict = "flagged" if str(r["flagged"]).lower() == "true" else "NOT flagged"
+        power.append(f"{r['method']} [{r['variant']}] ε={eps_label(float(r['target_epsilon']))}: lower bound "
+                     f"{float(r['epsilon_lower']):.3f} vs claimed {float(r['claimed_epsilon']):.3f} — {verdict}")
+    return audited, power
+
+
+def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> ComparisonTable:
+    """Pivot a results frame (``results.csv``) into a :class:`ComparisonTable`; ``audit`` (``audit.csv``)
+    adds the ε-audited line and the power checks."""
     ok = _ok_rows(df)
     rows = list(dict.fromkeys(ok["row"]))
     have = ok[ok["value"].notna()]
@@ -135,7 +162,8 @@ def build_table(df: pd.DataFrame) -> ComparisonTable:
     for (row, eps), g in sp.groupby(["row", "target_epsilon"], sort=False):
         spent[(row, float(eps))] = float(g["spent_epsilon"].astype(float).max())
     accountants = sorted(set(sp["accountant"].dropna().astype(str)))
-    return ComparisonTable(rows, columns, cells, notes, spent, accountants)
+    audited, power = _audit_lines(audit)
+    return ComparisonTable(rows, columns, cells, notes, spent, accountants, audited, power)
 
 
 # -------------------------------------------------------------------------------------------- render
@@ -162,6 +190,17 @@ def to_markdown(t: ComparisonTable) -> str:
             text += "| " + row + " | " + " | ".join(_spend_text(v) for v in vals) + " |\n"
         if any(v is not None and math.isnan(v) for v in t.spent.values()):
             text += "\n“not verified”: samples evaluated with `dpgen-bench evaluate`; their ε is the author's claim.\n"
+    if t.audited:
+        eps_values = sorted({e for _, e in t.audited})
+        text += ("\nε audited (empirical lower bound, mechanism audit; one-run black-box audit in brackets; "
+                 "a bound above ε spent would be FLAGGED; docs/audit.md):\n\n")
+        text += "| method | " + " | ".join(f"target ε={eps_label(e)}" for e in eps_values) + " |\n"
+        text += "|:---|" + "|".join(["---:"] * len(eps_values)) + "|\n"
+        for row in dict.fromkeys([r for r, _ in t.audited]):
+            text += "| " + row + " | " + " | ".join(t.audited.get((row, e), "–") for e in eps_values) + " |\n"
+    if t.power:
+        text += "\nPower checks (deliberately broken variants; the audit should flag them):\n\n"
+        text += "".join(f"- {line}\n" for line in t.power)
     if t.notes:
         text += "\nNotes:\n\n" + "".join(f"- {n}\n" for n in t.notes)
     return text
@@ -226,22 +265,23 @@ def to_csv(t: ComparisonTable) -> str:
     return frame.to_csv()
 
 
-def render(df: pd.DataFrame, fmt: Literal["md", "latex", "csv"] = "md") -> str:
-    """Render a results frame as a comparison table in ``fmt``."""
+def render(df: pd.DataFrame, fmt: Literal["md", "latex", "csv"] = "md", audit: pd.DataFrame | None = None) -> str:
+    """Render a results frame (and, in Markdown, its ``audit.csv`` frame) as a comparison table in ``fmt``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {list(FORMATS)}")
-    table = build_table(df)
+    table = build_table(df, audit)
     return {"md": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](table)
 
 
 EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
-def write_tables(df: pd.DataFrame, directory) -> list:
-    """Write ``table.md``, ``table.tex`` and ``table.csv`` into ``directory`` (atomically); return the paths."""
+def write_tables(df: pd.DataFrame, directory, audit: pd.DataFrame | None = None) -> list:
+    """Write ``table.md``, ``table.tex`` and ``table.csv`` into ``directory`` (atomically); return the paths.
+    ``audit``: the ``audit.csv`` frame, if the results directory has one."""
     from pathlib import Path
 
     from .store import write_atomic
 
     directory = Path(directory)
-    return [write_atomic(directory / f"table.{EXTENSIONS[f]}", render(df, f)) for f in FORMATS]
+    return [write_atomic(directory / f"table.{EXTENSIONS[f]}", render(df, f, audit)) for f in FORMATS]
