@@ -154,6 +154,11 @@ def test_a_killed_ray_driver_leaves_a_valid_store_and_the_rerun_completes_only_m
     assert not final.duplicated(["cell_key", "metric"]).any()
 
 
+def test_a_resource_request_no_node_can_meet_is_refused_instead_of_waiting_forever(ray_session):
+    with pytest.raises(ConfigFileError, match="each cell asks for {'GPU': 1.0}"):
+        make_executor(RaySpec(num_gpus=1)).open()  # this session has no GPU
+
+
 def test_a_worker_only_writes_its_cell_folder_and_returns_the_record(tmp_path):
     config = _config(tmp_path, {"name": "local"}, methods=[{"name": "toy-means"}], epsilons=[math.inf], seeds=[0])
     (cell,), store, _ = prepare(config)

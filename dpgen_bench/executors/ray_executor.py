@@ -88,16 +88,15 @@ class RayExecutor(Executor):
         from ..runner.config import ConfigFileError
 
         ray = _ray()
-        if ray.is_initialized():  # a session the caller opened (a notebook, a test): use it, leave it open
-            return
-        check_reachable(self.spec.address)
-        try:
-            ray.init(address=self.spec.address, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = self.spec.address or "a new local Ray instance"
-            raise ConfigFileError(f"executor.address: cannot connect to Ray at {where!r}: "
-                                  f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
-        self._started_here = True
+        if not ray.is_initialized():  # else a session the caller opened (a notebook, a test): use it, leave it open
+            check_reachable(self.spec.address)
+            try:
+                ray.init(address=self.spec.address, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.spec.address or "a new local Ray instance"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigFileError(f"executor.address: cannot connect to Ray at {where!r}: {first}") from None
+            self._started_here = True
         self._check_resources(ray)
 
     def _check_resources(self, ray) -> None:

@@ -103,8 +103,14 @@ class SlurmExecutor(Executor):
     def run(self, cells, run_one: CellRun, on_start: OnStart, on_done: OnDone, *, progress: bool = False) -> None:
         ex = self._executor(run_one.root)
         job_fn = _checkpointable_cell(_submitit())(run_one)
-        with ex.batch():  # one array job: Slurm schedules it as one unit, array_parallelism at a time
-            submitted = [(ex.submit(job_fn, cell), cell) for cell in cells]
+        try:
+            with ex.batch():  # one array job: Slurm schedules it as one unit, array_parallelism at a time
+                submitted = [(ex.submit(job_fn, cell), cell) for cell in cells]
+        except Exception as exc:  # sbatch refused it (unknown partition, limits): nothing was submitted
+            from ..runner.config import ConfigFileError
+
+            raise ConfigFileError(f"executor: submitting the cells failed: {type(exc).__name__}: "
+                                  f"{str(exc).strip()[:500]}") from None
         pending = {job: (cell, 0) for job, cell in submitted}
         for cell in cells:
             on_start(cell)
