@@ -50,7 +50,7 @@ def _frame(out: Path) -> pd.DataFrame:
 
 def _assert_same_results(got: pd.DataFrame, want: pd.DataFrame) -> None:
     assert len(got) == len(want) == 8 * 3 and set(got["status"]) == {"ok"}
-    pd.testing.assert_frame_equal(got[SAME], want[SAME])
+    pd.testing.assert_frame_equal(got[SAME], want[SAME], check_exact=True)
     noiseless = want["target_epsilon"] == math.inf
     assert got.loc[noiseless, "value"].tolist() == want.loc[noiseless, "value"].tolist()  # exact floats
 
