@@ -9,6 +9,7 @@ Contracts: a :class:`GeneratorMethod` has a config derived from :class:`Generato
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from abc import abstractmethod
 from typing import Any, ClassVar, Literal, Mapping
@@ -23,7 +24,13 @@ from dpgen_bench.privacy.calibration import gaussian_releases_plan
 from dpgen_bench.privacy.ledger import PrivacyLedger
 
 from .generators import ConditionalGenerator, build_generator
-from .mean_embedding import ReleasedEmbedding, ReleaseSpec, release_mean_embedding, release_sensitivities
+from .mean_embedding import (
+    ReleasedEmbedding,
+    ReleaseSpec,
+    per_class_sums,
+    release_mean_embedding,
+    release_sensitivities,
+)
 
 
 class GeneratorConfig(MethodConfig):
@@ -152,12 +159,14 @@ class ReleaseOnceMethod(GeneratorMethod):
         """Fit ``self.generator`` to ``released`` (post-processing: no private data may be used here);
         ``steps`` overrides the config's step count."""
 
-    def release(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> ReleasedEmbedding:
-        """The single data access: noisy per-class mean embeddings, recorded in ``ledger``."""
+    def release(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger,
+                class_sums=None) -> ReleasedEmbedding:
+        """The single data access: noisy per-class mean embeddings, recorded in ``ledger`` (``class_sums``:
+        see :func:`release_mean_embedding`; None in ``fit``)."""
         cfg = self.config
         spec = ReleaseSpec(labelled=cfg.labelled, sum_norm=self.sum_norm, count_noise_ratio=cfg.count_noise_ratio,
                            batch_size=cfg.embed_batch_size, label=self.name)
-        return release_mean_embedding(self.embed, train, budget, ledger, spec, self.context)
+        return release_mean_embedding(self.embed, train, budget, ledger, spec, self.context, class_sums=class_sums)
 
     def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
                       ledger: PrivacyLedger | None = None) -> torch.Tensor:
@@ -166,23 +175,28 @@ class ReleaseOnceMethod(GeneratorMethod):
         when ``budget`` is non-private).
 
         It calls :meth:`release` itself — the real noise and ledger code, fresh noise on every call — with
-        ``self.embed`` memoised per image tensor (:class:`dpgen_bench.audit.cache.IdentityMemo`) for the
-        duration of the call, so thousands of trials on the same datasets embed each batch once (and without
-        a progress bar per call). The events are recorded in ``ledger`` (default: a throw-away one)."""
+        the exact per-class sums (:func:`~.mean_embedding.per_class_sums`: embed, clip, sum) memoised per
+        (images, labels) tensor pair (:class:`dpgen_bench.audit.cache.IdentityMemo`), so thousands of trials on
+        the same datasets embed and clip once (and without a progress bar per call). The events are recorded
+        in ``ledger`` (default: a throw-away one)."""
         from dpgen_bench.audit.cache import IdentityMemo
 
-        memo = self.__dict__.get("_audit_embed_memo")
-        if memo is None:
-            embed = type(self).embed.__get__(self)
-            memo = IdentityMemo(lambda x: {k: v.detach() for k, v in embed(x).items()})
-            self._audit_embed_memo = memo
+        memo = self.__dict__.get("_audit_sums_memo")
+        if memo is None:  # keyed on the images' identity, then on the labels' values (unlabelled: fresh zeros)
+            memo = self._audit_sums_memo = IdentityMemo(lambda images: {})
+
+        def class_sums(embed, images, labels, *args, **kwargs):
+            by_labels = memo(images)
+            key = hashlib.blake2b(labels.cpu().numpy().tobytes(), digest_size=16).hexdigest()
+            if key not in by_labels:
+                by_labels[key] = per_class_sums(embed, images, labels, *args, **kwargs)
+            return by_labels[key]
+
         context = self.context
-        self.embed = memo  # an instance attribute shadows the method while release() runs
         self.context = dataclasses.replace(context, progress=False)  # no bar per trial
         try:
-            released = self.release(train, budget, PrivacyLedger() if ledger is None else ledger)
+            released = self.release(train, budget, PrivacyLedger() if ledger is None else ledger, class_sums)
         finally:
-            del self.embed
             self.context = context
         if released.sums is None:
             raise RuntimeError(f"{type(self).__name__}.release returned no sums to audit")

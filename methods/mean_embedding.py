@@ -192,17 +192,20 @@ def release_mean_embedding(
     spec: ReleaseSpec = ReleaseSpec(),
     context: RunContext = RunContext(progress=False),
     noise_generator: torch.Generator | None = None,
+    class_sums: Callable[..., ClassSums] | None = None,
 ) -> ReleasedEmbedding:
     """Embed ``data`` once and release noisy per-class sums and counts (see the module docstring and
     :class:`ReleaseSpec`); ``context`` gives the device and whether to show progress.
 
     Records M + 1 :class:`GaussianEvent` s in ``ledger`` (M = number of moments) when ``budget`` is private.
-    ``noise_generator`` is for tests only: release noise comes from OS entropy.
+    ``noise_generator`` is for tests only: release noise comes from OS entropy. ``class_sums`` replaces
+    :func:`per_class_sums` (same signature and result) — the audit passes a memoised one, so thousands of
+    releases of the same data clip and sum the embeddings once.
     """
     labelled, sum_norm, count_noise_ratio, method_name = spec.labelled, spec.sum_norm, spec.count_noise_ratio, spec.label
     num_classes = data.info.num_classes if labelled else 1
     labels = data.labels if labelled else torch.zeros(len(data), dtype=torch.long)
-    exact = per_class_sums(embed, data.images, labels, num_classes, sum_norm, spec.batch_size, context.device,
+    exact = (class_sums or per_class_sums)(embed, data.images, labels, num_classes, sum_norm, spec.batch_size, context.device,
                            context.progress)
     notes: list[str] = []
     if not budget.is_private:
