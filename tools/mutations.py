@@ -226,6 +226,13 @@ MUTATIONS += [
   ("A2 audited release is the noiseless one", "methods/mean_embedding.py",
    "notes, sums=noisy_sums)", "notes, sums=dict(exact.sums))",
    ["tests/test_audit_mechanism.py"]),
+  ("A3 one-run p-value without the delta term's binomial tail", "dpgen_bench/audit/one_run.py",
+   "beta = float(stats.binom.sf(v - 1, r, p))", "beta = float(stats.binom.sf(v + 5, r, p))",
+   ["tests/test_audit_one_run.py"]),
+  ("A4 DP-SGD audit observes the update before Opacus noises it", "baselines/dp_gan.py",
+   "            released.append(torch.cat([p.grad.detach().flatten() for p in D.parameters()]))",
+   "            released.append(torch.cat([p.summed_grad.detach().flatten() / cfg.batch_size for p in D.parameters()]))",
+   ["tests/test_audit_dpsgd.py", "-k", "correct"]),
 ]
 only = sys.argv[1:]
 for name, path, old, new, tests in MUTATIONS:
