@@ -76,6 +76,11 @@ class Capabilities:
     """Trains with Poisson-subsampled DP-SGD steps. Such a method must provide a
     :meth:`GenerativeMethod.gradient_probe`, and accountants that cannot account subsampling (``gdp``) are
     refused before training."""
+    public_data: bool = False
+    """Can use a public dataset the benchmark provides (``public_data:`` of a method entry in the benchmark
+    YAML, handed over as :attr:`RunContext.public_data <dpgen_bench.context.RunContext.public_data>`), e.g. to
+    pre-train on it. The runner refuses ``public_data`` for a method that does not declare this; it never
+    guesses from config field names."""
 
     def check(self, info: DatasetInfo) -> None:
         """Raise ValueError naming the mismatch if the method cannot handle ``info``."""

@@ -12,6 +12,7 @@ other cells still run. The record is what :class:`~dpgen_bench.runner.store.Resu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import json
@@ -180,6 +181,7 @@ def _cell_facts(cell: Cell, device: str) -> dict[str, Any]:
         "neighbouring": NEIGHBOURING,
         "seed": cell.seed,
         "split_seed": cell.split_seed,
+        "public_dataset": cell.public_data["dataset"] if cell.public_data is not None else None,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         **versions(),
@@ -195,6 +197,11 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
     n_hat = splits.train.public_size()
     budget = budget_for(cell, n_hat)
     facts.update(n_train_nominal=n_hat, n_test=len(splits.test), delta=budget.delta, delta_rule=budget.delta_rule)
+    if cell.public_data is not None:  # public, so it may change what the method computes (resolve_methods checked it)
+        from .public import load_public_data
+
+        context = dataclasses.replace(context, public_data=load_public_data(
+            cell.public_data, splits.info, data_dir=cell.data_dir, download=cell.download))
     torch.manual_seed(cell.seed)
     method_cls = get_method(cell.method)
     method = method_cls(cell.method_config, splits.info, seed=cell.seed, context=context)

@@ -67,6 +67,7 @@ COLUMNS = [
     "neighbouring",
     "seed",
     "split_seed",
+    "public_dataset",
     "n_train_nominal",
     "n_test",
     "metric",
