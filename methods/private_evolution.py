@@ -209,9 +209,10 @@ class PrivateEvolution(GenerativeMethod):
         mechanism on candidates that are post-processing of earlier releases), so the audit tests one, and its
         claimed ε is that of the one event recorded here, ε(GaussianEvent(σ)), below the budget when T > 1.
 
-        The extractor, the candidates' features and the private features (per image tensor,
-        :class:`dpgen_bench.audit.cache.IdentityMemo`) and σ are computed once and kept for later calls."""
-        from dpgen_bench.audit.cache import IdentityMemo
+        The extractor, the candidates' features, the private features and exact votes (per (labels, images)
+        tensor pair, :class:`dpgen_bench.audit.cache.IdentityMemo`) and σ are computed once and kept for later
+        calls."""
+        from dpgen_bench.audit.cache import IdentityMemo, tensor_identity
         from dpgen_bench.features import get_extractor
 
         cfg = self.config
@@ -222,18 +223,24 @@ class PrivateEvolution(GenerativeMethod):
             state["extractor"] = extractor
             state["candidate_features"] = extractor.extract(candidates.images, cfg.embed_batch_size, device=self.device)
             state["features"] = IdentityMemo(lambda x: extractor.extract(x, cfg.embed_batch_size, device=self.device))
+            state["votes"] = IdentityMemo(lambda labels: {})  # exact histograms per (labels, images) pair
             state["sigma"] = {}
         candidates = self.audit_candidates()
-        private = state["features"](train.images)
         private_labels = train.labels if cfg.labelled else torch.zeros(len(train), dtype=torch.long)
+        by_images = state["votes"](train.labels)
+        key = tensor_identity(train.images)
+        if key not in by_images:  # the votes are a deterministic function of the data: computed once
+            private = state["features"](train.images)
+            by_images[key] = (train.images, vote_histogram(private, private_labels, state["candidate_features"],
+                                                           self._vote_groups(candidates)))
+        votes = by_images[key][1]
         sigma = None
         if budget.is_private:
             key = (budget, train.public_size())
             if key not in state["sigma"]:
                 state["sigma"][key] = float(calibrate(self.privacy_plan(cfg, train.public_size()), budget))
             sigma = state["sigma"][key]
-        votes = vote_histogram(private, private_labels, state["candidate_features"], self._vote_groups(candidates))
-        return self._release(votes, sigma, PrivacyLedger() if ledger is None else ledger, 0).double()
+        return self._release(votes.clone(), sigma, PrivacyLedger() if ledger is None else ledger, 0).double()
 
     def audit_canary(self, data: ImageDataset) -> tuple[torch.Tensor, int]:
         """The audit's worst-case canary: :func:`dpgen_bench.audit.canaries.pe_canary`."""
