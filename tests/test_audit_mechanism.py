@@ -180,3 +180,18 @@ def test_dp_mepf_inherits_the_hook_and_its_broken_variant_is_flagged():
     broken = broken_class(DPMEPF, "tenth-noise")(DPMEPF.conformance_config, INFO, seed=0,
                                                  context=RunContext(progress=False))
     assert audit_method(broken, data, neighbour, BUDGET, trials=1000).violation
+
+
+def test_a_broken_variant_claims_what_its_own_ledger_records():
+    """The claim of a broken variant comes from its audit_release's ledger, as for the correct method: PE with
+    T = 2 claims the ε of one iteration's event, below the budget (a wrapper that hid the ``ledger``
+    parameter once made the broken variant claim the whole budget)."""
+    from dpgen_bench.audit import claimed_epsilon
+
+    with blob_api_registered() as api:
+        config = {"api": {"name": api}, "population": 10, "iterations": 2, "extractor": "random-cnn"}
+        correct = PrivateEvolution(config, INFO, seed=0, context=RunContext(progress=False))
+        broken = broken_class(PrivateEvolution, "tenth-noise")(config, INFO, seed=0, context=RunContext(progress=False))
+        data = _data()
+        claim = claimed_epsilon(correct, data, BUDGET)
+        assert claim < 0.9 * BUDGET.epsilon and claimed_epsilon(broken, data, BUDGET) == pytest.approx(claim)

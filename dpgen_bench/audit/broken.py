@@ -16,6 +16,7 @@ A variant is never a registered method: :func:`broken_class` builds it inside an
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterator
 from unittest import mock
@@ -48,20 +49,18 @@ def broken_class(method_cls: type, variant: BrokenVariant | str) -> type:
         raise ValueError(f"broken variant {variant.name!r} does not apply to {method_cls.__name__}")
     base = variant.transform(method_cls) if variant.transform else method_cls
 
-    class Broken(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs):
-            with variant.patches():
-                super().__init__(*args, **kwargs)
+    def broken(name: str):
+        real = getattr(base, name)
 
-        def fit(self, *args, **kwargs):
+        @functools.wraps(real)  # keeps the signature: the audit reads audit_release's `ledger` parameter
+        def method(self, *args, **kwargs):
             with variant.patches():
-                return super().fit(*args, **kwargs)
+                return real(self, *args, **kwargs)
 
-        def audit_release(self, *args, **kwargs):
-            with variant.patches():
-                return super().audit_release(*args, **kwargs)
+        return method
 
-    Broken.__name__ = Broken.__qualname__ = f"{method_cls.__name__}[{variant.name}]"
+    namespace = {name: broken(name) for name in ("__init__", "fit", "audit_release") if hasattr(base, name)}
+    Broken = type(f"{method_cls.__name__}[{variant.name}]", (base,), namespace)
     Broken.broken_variant = variant.name
     return Broken
 
