@@ -69,6 +69,9 @@ def _start_run(tmp_path: Path, jobs: int, cells_eps: list[float]) -> tuple[subpr
     proc = subprocess.Popen(
         [sys.executable, "-m", "dpgen_bench", "run", str(path), "--no-progress", "--jobs", str(jobs)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # A run is Ctrl-C-able even when the test suite itself was started in the background (`cmd &` in a
+        # script), which makes the shell ignore SIGINT for it and every child it spawns.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     return proc, out
 
