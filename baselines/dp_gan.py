@@ -36,6 +36,7 @@ Privacy argument (add/remove-one neighbouring, DESIGN.md §4 and §6):
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -59,6 +60,10 @@ from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
 from .per_sample_conv import register_with_opacus, skip_batch_weight_grads
+
+AUDIT_OUTSIDER_NORM = 1.0e4
+"""Norm of the latent the audit gives the canary's fakes (:meth:`_BaseDPGAN.audit_latents`): large enough that,
+in a generator with batch statistics, the canary's activations dominate every batch it joins."""
 
 if TYPE_CHECKING:
     from opacus import PrivacyEngine
@@ -373,9 +378,9 @@ class _BaseDPGAN(GenerativeMethod):
         per-pair clipping to C, noise σ·C, division by the expected batch size), the loss of
         :meth:`_d_backward`, σ from :func:`calibrate` for the plan of ``epochs``, ``batch_size`` and n̂. What
         the audit fixes is public: D starts from the seeded initialisation, G stays at its current weights
-        (G's steps are post-processing of D's noisy gradients), and the latents of step t's fakes come from
-        ``public_generator(seed, "audit-fakes", t)``. With q = 1 (``batch_size`` = n̂) and a non-private
-        budget (σ = 0: clipped, no noise) the release is therefore exact. The steps go into ``ledger``."""
+        (G's steps are post-processing of D's noisy gradients), and the fakes' latents are
+        :meth:`audit_latents`. With q = 1 (``batch_size`` = n̂) and a non-private budget (σ = 0: clipped, no
+        noise) the release is therefore exact. The steps go into ``ledger``."""
         cfg = self.config
         plan = self.privacy_plan(cfg, train.public_size())
         (planned,) = plan(1.0)
@@ -387,7 +392,7 @@ class _BaseDPGAN(GenerativeMethod):
             torch.manual_seed(self.seed)
             D = self.build_discriminator().to(self.device)
         opt = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-        loader = poisson_loader(train, planned.sample_rate)
+        loader = poisson_loader(train, planned.sample_rate, with_index=True)
         D, opt, _ = make_private_discriminator(
             D, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
             expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode,
@@ -399,11 +404,8 @@ class _BaseDPGAN(GenerativeMethod):
             if batch is None:  # a pass over the loader is floor(1/q) batches
                 batches = iter(loader)
                 batch = next(batches)
-            x, y = batch
-            # One public latent for every fake of the step: the auditor's choice (DP holds for any fixed z),
-            # which leaves the fakes differing by their labels only and makes any coupling of rows visible.
-            z = self._latents(1, public_generator(self.seed, "audit-fakes", step, device=self.device))
-            z = z.expand(x.shape[0], -1)
+            x, y, index = batch
+            z = self.audit_latents(index, train.public_size(), step)
             self._d_step(D, opt, x.to(self.device), y.to(self.device), z, step)
             released.append(torch.cat([p.grad.detach().flatten() for p in D.parameters()]))
         self.generator.eval()
@@ -412,11 +414,30 @@ class _BaseDPGAN(GenerativeMethod):
                           f"{self.name}: {planned.steps} audited DP-SGD discriminator steps")
         return torch.cat(released).double().cpu()
 
+    def audit_latents(self, index: torch.Tensor, n_hat: int, step: int) -> torch.Tensor:
+        """The auditor's latents for the fakes paired with dataset rows ``index`` at audited step ``step``.
+
+        DP holds for any latents fixed in advance, as long as each fake depends on its own row only (a latent
+        that is a public function of the row's index in D, which appending the canary does not change). The
+        auditor picks the worst case for a generator that couples the rows of a batch: the rows of D
+        (index < n̂) share one public latent, and a row beyond the declared size — the canary appended to
+        D′ — gets the latent :data:`AUDIT_OUTSIDER_NORM`·(1, …, 1)/√z_dim. In a per-example generator that
+        changes only the canary's own fake, whose pair clipping still bounds by C; in a generator that
+        normalises over the batch, the outsized activations dominate the batch statistics and move every
+        fake of D, so the coupling shows in the release."""
+        z = self._latents(1, public_generator(self.seed, "audit-fakes", step, device=self.device))
+        z = z.expand(len(index), -1).clone()
+        outsider = index.to(self.device) >= n_hat
+        z[outsider] = AUDIT_OUTSIDER_NORM / math.sqrt(self.config.z_dim)
+        return z
+
     def audit_canary(self, data: ImageDataset) -> tuple[torch.Tensor, int]:
-        """The audit's worst-case canary: :func:`dpgen_bench.audit.canaries.dpsgd_canary`."""
+        """The audit's worst-case canary: :func:`dpgen_bench.audit.canaries.dpsgd_canary`, its gradient norm
+        checked at the latent :meth:`audit_latents` gives it."""
         from dpgen_bench.audit.canaries import dpsgd_canary
 
-        return dpsgd_canary(self, data)
+        n_hat = data.public_size()
+        return dpsgd_canary(self, data, draw=self.audit_latents(torch.tensor([n_hat]), n_hat, step=0))
 
     # -- the conformance suite's view of the private step ------------------------------------------
     def gradient_probe(self) -> GradientProbe:

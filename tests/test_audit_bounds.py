@@ -13,8 +13,11 @@ from dpgen_bench.audit.bounds import (
     clopper_pearson_upper,
     epsilon_from_rates,
     evaluate_threshold,
+    gdp_mu_from_rates,
+    gdp_threshold_bound,
     threshold_test_bound,
 )
+from dpgen_bench.privacy.accounting import analytic_gaussian_epsilon
 
 
 def test_clopper_pearson_has_its_closed_forms_at_the_edges_and_the_textbook_interval_inside():
@@ -102,3 +105,35 @@ def test_the_threshold_is_not_chosen_on_the_trials_that_evaluate_it():
     result = threshold_test_bound(neg, pos, delta=1e-5)
     assert result.threshold == 50.0 and result.fpr == 1.0 and result.fnr == 0.0
     assert result.epsilon_lower == 0.0
+
+
+# -- under a Gaussian trade-off curve (bounds.py, (2)) ------------------------------------------------------
+
+
+def test_the_gaussian_mu_from_rates_inverts_the_gaussian_trade_off_curve():
+    from scipy.stats import norm
+
+    for mu in (0.3, 2.0, 6.0):
+        fpr = np.array([1e-4, 0.01, 0.3])
+        fnr = norm.cdf(norm.isf(fpr) - mu)  # the points of T_mu
+        assert np.allclose(gdp_mu_from_rates(fpr, fnr), mu)
+    assert gdp_mu_from_rates(0.5, 0.6) == 0.0  # worse than guessing: no evidence
+    assert gdp_mu_from_rates(0.0, 0.0) == 0.0  # infinite rates never become a bound
+
+
+def test_the_gaussian_bound_covers_the_true_mu_of_a_gaussian_mechanism():
+    rng = np.random.default_rng(0)
+    for mu in (0.5, 2.0):
+        over = [gdp_threshold_bound(rng.normal(0, 1, 200), rng.normal(mu, 1, 200), delta=1e-5).mu_lower > mu
+                for _ in range(200)]
+        assert np.mean(over) <= 0.05  # at most the 5 % the confidence allows (Clopper–Pearson: ~0)
+
+
+def test_the_gaussian_bound_certifies_past_the_trial_limit_of_a_threshold_test():
+    rng = np.random.default_rng(1)
+    neg, pos = rng.normal(0, 1, 900), rng.normal(20.0, 1, 900)  # mu = 20: tenth-noise at a claim of eps = 10
+    free = threshold_test_bound(neg, pos, delta=1e-5)
+    gdp = gdp_threshold_bound(neg, pos, delta=1e-5)
+    assert free.epsilon_lower < 5.0  # log(450 evaluation trials) caps it
+    assert gdp.epsilon_lower == pytest.approx(analytic_gaussian_epsilon(gdp.mu_lower, 1e-5))
+    assert gdp.mu_lower > 4.5 and gdp.epsilon_lower > 25.0 and gdp.n_selection == 450

@@ -1,6 +1,7 @@
 """The DP-SGD mechanism audit (white-box, every noisy gradient observed; Nasr et al. 2023) over the real
 private step of dp-cgan — Opacus's DPOptimizer, the real loss, σ from the calibrator — with power checks:
-the correct step is not flagged, a tenth of the noise and unclipped gradients are."""
+the correct step is not flagged; a tenth of the noise, unclipped gradients and a generator with batch
+statistics (the first DP-CGAN) are."""
 
 from __future__ import annotations
 
@@ -28,15 +29,18 @@ BUDGET = PrivacyBudget(1.0, 1e-5, accountant="gdp")
 TRIALS = 250
 
 
-def _data() -> ImageDataset:
+N_COUPLED = 32  # the batch-coupled bug grows with the batch its fakes share: audited on a larger one
+
+
+def _data(n: int = N) -> ImageDataset:
     g = torch.Generator().manual_seed(0)
-    return ImageDataset(torch.rand(N, 1, 28, 28, generator=g) * 0.5, torch.arange(N) % 2, INFO, split="train",
-                        nominal_size=N)
+    return ImageDataset(torch.rand(n, 1, 28, 28, generator=g) * 0.5, torch.arange(n) % 2, INFO, split="train",
+                        nominal_size=n)
 
 
-def _audit(cls=DPCGAN):
-    method = cls(CONFIG, INFO, seed=0, context=RunContext(progress=False))
-    data = _data()
+def _audit(cls=DPCGAN, n: int = N):
+    method = cls(dict(CONFIG, batch_size=n), INFO, seed=0, context=RunContext(progress=False))
+    data = _data(n)
     neighbour = with_canary(data, *canary_for(method, data))
     return method, data, neighbour
 
@@ -73,6 +77,26 @@ def test_the_correct_private_step_is_not_flagged_across_repeated_audits():
         result = audit_method(method, data, neighbour, BUDGET, trials=TRIALS)
         assert result.claimed_epsilon == pytest.approx(1.0, abs=1e-3)
         assert not result.violation, result
+
+
+def test_the_audit_latents_make_a_batch_coupled_generator_move_every_pair():
+    # The canary's fakes get an outsized latent (audit_latents): with BatchNorm in G it dominates the batch
+    # statistics, so the first noiseless step moves by several C instead of the canary's own C.
+    def first_step_shift(cls) -> float:  # in units of C / B
+        method, data, neighbour = _audit(cls, N_COUPLED)
+        diff = noiseless_difference(method, data, neighbour, BUDGET)
+        return diff.split(diff.numel() // 2)[0].norm().item() * N_COUPLED
+
+    assert first_step_shift(DPCGAN) == pytest.approx(1.0, rel=1e-4)  # per-example G: the canary's C only
+    assert first_step_shift(broken_class(DPCGAN, "batch-coupled")) > 5.0
+
+
+def test_a_batch_coupled_generator_is_flagged():
+    method, data, neighbour = _audit(broken_class(DPCGAN, "batch-coupled"), N_COUPLED)
+    result = audit_method(method, data, neighbour, BUDGET, trials=400)
+    assert result.claimed_epsilon == pytest.approx(1.0, abs=1e-3)
+    assert result.violation and result.epsilon_lower > 1.5, result
+    assert result.gdp_violation and result.gdp.epsilon_lower > 5.0, result
 
 
 @pytest.mark.parametrize("variant", ["tenth-noise", "unclipped"])

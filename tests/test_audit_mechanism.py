@@ -151,6 +151,17 @@ def test_dp_merf_with_a_tenth_of_the_noise_is_flagged(merf, broken_merf_noise):
     assert result.violation and result.epsilon_lower > 2.0, result
 
 
+def test_at_epsilon_10_a_tenth_of_the_noise_is_flagged_under_a_gaussian_trade_off(merf):
+    method, data, neighbour = merf
+    budget = PrivacyBudget(10.0, 1e-5, accountant="gdp")
+    correct = audit_method(method, data, neighbour, budget, trials=1000)
+    assert not correct.violation and not correct.gdp_violation, correct
+    with VARIANTS.get("tenth-noise").patches():
+        broken = audit_method(method, data, neighbour, budget, trials=1000)
+    assert not broken.violation  # the assumption-free test cannot certify 10 with 450 evaluation trials
+    assert broken.gdp_violation and broken.gdp.epsilon_lower > 20.0, broken
+
+
 def test_dp_merf_with_a_tenth_of_the_noise_is_flagged_black_box(merf, broken_merf_noise):
     method, data, neighbour = merf
     result = audit_method(method, data, neighbour, BUDGET, trials=TRIALS, known_difference=False)

@@ -52,10 +52,13 @@ def test_the_correct_method_is_not_flagged_and_its_broken_variant_is(audited):
     correct, broken = df.loc[("dp-merf", "correct", "mechanism")], df.loc[("dp-merf", "tenth-noise", "mechanism")]
     assert correct["claimed_epsilon"] == pytest.approx(1.0, abs=1e-3) and not correct["flagged"]
     assert broken["flagged"] and broken["epsilon_lower"] > 1.5
+    # the same scores under a Gaussian trade-off curve: at least as high, same verdicts; not for one-run rows
+    assert not correct["flagged_gdp"] and broken["flagged_gdp"]
+    assert broken["epsilon_lower_gdp"] >= broken["epsilon_lower"] and correct["mu_lower"] >= 0
     assert correct["examples"] == 200 and correct["trials"] == 300
     one_run = df.loc[("toy-means", "correct", "one-run")]
     assert one_run["canaries"] == 40 and one_run["guesses"] == 8 and 0 <= one_run["correct"] <= 8
-    assert not one_run["flagged"]
+    assert not one_run["flagged"] and pd.isna(one_run["epsilon_lower_gdp"]) and pd.isna(one_run["flagged_gdp"])
 
 
 def test_the_table_gains_an_epsilon_audited_line_beside_epsilon_spent_and_the_power_checks(audited):
@@ -65,6 +68,7 @@ def test_the_table_gains_an_epsilon_audited_line_beside_epsilon_spent_and_the_po
     assert spent < audited_at
     line = next(l for l in table[audited_at:].splitlines() if l.startswith("| dp-merf |"))
     assert "[" in line  # the one-run bound in brackets beside the mechanism bound
+    assert " · " in line  # the mechanism audit's bound under a Gaussian trade-off after the assumption-free one
     assert "dp-merf [tenth-noise] ε=1" in table and "— flagged" in table
 
 

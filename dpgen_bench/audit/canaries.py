@@ -53,18 +53,22 @@ def pe_canary(method, data: ImageDataset) -> tuple[torch.Tensor, int]:
     return candidates.images[j].clone(), max(int(candidates.labels[j]), 0)
 
 
-def dpsgd_canary(method, data: ImageDataset, label: int = 0) -> tuple[torch.Tensor, int]:
+def dpsgd_canary(method, data: ImageDataset, label: int = 0,
+                 draw: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """(image, label) for a DP-SGD method with a :meth:`~dpgen_bench.method.GenerativeMethod.gradient_probe`:
     the white image in class ``label``, after checking that its per-example gradient at the initial model has
     norm at least C (``config.max_grad_norm``), so that clipping makes it move the clipped sum by exactly C —
     the sensitivity the noise was calibrated for. (A correct implementation then shifts each noisy gradient by
-    C/B; an unclipped one by the full norm; a batch-coupled one moves every row's gradient.)"""
+    C/B; an unclipped one by the full norm; a batch-coupled one moves every row's gradient.) ``draw``: the
+    probe's draw for the canary's row (one row) in the audited release; default a public random one."""
     probe = method.gradient_probe()
     image = torch.ones(1, *data.info.shape)
     labels = torch.tensor([int(label)])
     from dpgen_bench.privacy.noise import public_generator
 
-    rows = probe.rows(image, labels, probe.draws(1, public_generator(method.seed, "audit-canary")))
+    if draw is None:
+        draw = probe.draws(1, public_generator(method.seed, "audit-canary"))
+    rows = probe.rows(image, labels, draw)
     norm, clip = float(rows.norm()), float(method.config.max_grad_norm)
     if norm < clip:
         raise ValueError(f"canary's per-example gradient has norm {norm:.4g} < C={clip:g}: it would not attain "

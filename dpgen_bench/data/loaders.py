@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from opacus.data_loader import DPDataLoader
 
 
-def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int | None = None) -> "DPDataLoader":
-    """Opacus ``DPDataLoader`` yielding ``(images, labels)``; each example is in each batch w.p. ``sample_rate``.
+def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int | None = None, *,
+                   with_index: bool = False) -> "DPDataLoader":
+    """Opacus ``DPDataLoader`` yielding ``(images, labels)`` — ``(images, labels, row indices)`` with
+    ``with_index`` — ; each example is in each batch w.p. ``sample_rate``.
 
     ``sample_rate`` q ∈ (0, 1]. One pass (``len(loader)``) is ⌊1/q⌋ steps; the expected batch size is q·n.
     An empty batch comes out as tensors with 0 rows and the right trailing shape.
@@ -40,7 +42,8 @@ def poisson_loader(dataset: ImageDataset, sample_rate: float, seed: int | None =
     from opacus.data_loader import DPDataLoader
 
     generator = release_generator() if seed is None else torch.Generator().manual_seed(int(seed))
-    return DPDataLoader(TensorDataset(dataset.images, dataset.labels), sample_rate=q, generator=generator)
+    tensors = (dataset.images, dataset.labels) + ((torch.arange(len(dataset)),) if with_index else ())
+    return DPDataLoader(TensorDataset(*tensors), sample_rate=q, generator=generator)
 
 
 class ClassBalancedBatchSampler(Sampler[list[int]]):

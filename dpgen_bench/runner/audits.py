@@ -33,13 +33,15 @@ from .store import ResultsStore
 
 AUDIT_COLUMNS = [
     "audit_key", "status", "error", "dataset", "method", "method_name", "variant", "audit_kind", "target_epsilon",
-    "claimed_epsilon", "epsilon_lower", "confidence", "flagged", "delta", "accountant", "trials", "examples",
+    "claimed_epsilon", "epsilon_lower", "confidence", "flagged", "mu_lower", "epsilon_lower_gdp", "flagged_gdp",
+    "delta", "accountant", "trials", "examples",
     "separation", "direction", "canaries", "guesses", "correct", "seconds", "method_config", "finished_at",
     "code_version",
 ]
 """Columns of ``audit.csv``: ``variant`` is ``correct`` or a broken variant's name; ``audit_kind``
-``mechanism`` or ``one-run``; ``flagged`` = lower bound > claimed ε; ``separation`` the estimated Gaussian-DP
-μ of the mechanism audit's statistic."""
+``mechanism`` or ``one-run``; ``flagged`` = lower bound > claimed ε; ``mu_lower``, ``epsilon_lower_gdp``,
+``flagged_gdp``: the mechanism audit's bound under a Gaussian trade-off curve (``dpgen_bench.audit.bounds``, (2);
+empty for one-run audits); ``separation`` the estimated Gaussian-DP μ of the mechanism audit's statistic."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ def _mechanism(cell: AuditCell, splits, context: RunContext) -> dict[str, Any]:
     result = audit_method(method, data, neighbour, budget, trials=cell.trials, confidence=cell.confidence,
                           progress=context.progress)
     return {"claimed_epsilon": result.claimed_epsilon, "epsilon_lower": result.epsilon_lower,
+            "mu_lower": result.gdp.mu_lower, "epsilon_lower_gdp": result.gdp.epsilon_lower,
             "delta": budget.delta, "separation": result.separation, "direction": result.direction,
             "examples": data.public_size()}
 
@@ -197,6 +200,8 @@ def run_audit_cell(cell: AuditCell, splits, context: RunContext) -> dict[str, An
     try:
         row.update((_mechanism if cell.kind == "mechanism" else _one_run)(cell, splits, context))
         row.update(status="ok", error=None, flagged=bool(row["epsilon_lower"] > row["claimed_epsilon"]))
+        if row.get("epsilon_lower_gdp") is not None:
+            row["flagged_gdp"] = bool(row["epsilon_lower_gdp"] > row["claimed_epsilon"])
     except Exception as exc:  # the audit fails; the others go on
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}", flagged=None,
                    traceback=traceback.format_exc())
@@ -257,7 +262,7 @@ def run_audits(config: BenchConfig, *, force: bool = False, progress: bool = Tru
             summary.ran.append(cell.name)
             if row["status"] != "ok":
                 summary.failed.append((cell.name, row["error"]))
-            elif row["flagged"]:
+            elif row["flagged"] or row.get("flagged_gdp"):
                 summary.flagged.append(cell.name)
     return summary
 
