@@ -157,6 +157,24 @@ def _error_counts(neg: np.ndarray, pos: np.ndarray, thresholds: np.ndarray) -> t
     return fp, fn
 
 
+def _upper_rates(neg: np.ndarray, pos: np.ndarray, thresholds: np.ndarray, confidence: float):
+    """Error counts (fp, fn) for each τ and their one-sided Clopper–Pearson upper rates at √confidence each
+    (the two sides' trials are independent, so both hold together with probability = confidence)."""
+    fp, fn = _error_counts(neg, pos, thresholds)
+    each = math.sqrt(confidence)
+    return fp, fn, clopper_pearson_upper(fp, len(neg), each), clopper_pearson_upper(fn, len(pos), each)
+
+
+def _selection_split(n_negative: int, n_positive: int, selection_fraction: float) -> tuple[int, int]:
+    """How many trials of each side choose τ (the rest evaluate it)."""
+    if not 0.0 < selection_fraction < 1.0:
+        raise ValueError(f"selection_fraction must be in (0, 1), got {selection_fraction!r}")
+    k0, k1 = int(n_negative * selection_fraction), int(n_positive * selection_fraction)
+    if min(k0, k1) < 1 or k0 >= n_negative or k1 >= n_positive:
+        raise ValueError(f"too few trials ({n_negative}, {n_positive}) to split for threshold selection")
+    return k0, k1
+
+
 def evaluate_threshold(negative, positive, threshold: float, *, delta: float,
                        confidence: float = DEFAULT_CONFIDENCE, n_selection: int = 0,
                        test: str = "score > threshold") -> EpsilonLowerBound:
@@ -167,11 +185,8 @@ def evaluate_threshold(negative, positive, threshold: float, *, delta: float,
     neg, pos = np.asarray(negative, dtype=float).ravel(), np.asarray(positive, dtype=float).ravel()
     if len(neg) == 0 or len(pos) == 0:
         raise ValueError("need at least one trial on each dataset")
-    fp, fn = _error_counts(neg, pos, np.array([float(threshold)]))
-    fp, fn = int(fp[0]), int(fn[0])
-    each = math.sqrt(c)
-    fpr_ub = clopper_pearson_upper(fp, len(neg), each)
-    fnr_ub = clopper_pearson_upper(fn, len(pos), each)
+    (fp,), (fn,), (fpr_ub,), (fnr_ub,) = _upper_rates(neg, pos, np.array([float(threshold)]), c)
+    fp, fn = int(fp), int(fn)
     return EpsilonLowerBound(
         epsilon_lower=float(epsilon_from_rates(fpr_ub, fnr_ub, delta)), confidence=c, delta=float(delta),
         threshold=float(threshold), fpr=fp / len(neg), fnr=fn / len(pos), fpr_upper=float(fpr_ub),
@@ -187,10 +202,8 @@ def select_threshold(negative, positive, *, delta: float, confidence: float = DE
     neg, pos = np.asarray(negative, dtype=float).ravel(), np.asarray(positive, dtype=float).ravel()
     values = np.unique(np.concatenate([neg, pos]))
     candidates = np.concatenate([[-np.inf], (values[:-1] + values[1:]) / 2.0, [np.inf]])  # one per distinct split
-    fp, fn = _error_counts(neg, pos, candidates)
-    each = math.sqrt(c)
-    bounds = np.atleast_1d(epsilon_from_rates(clopper_pearson_upper(fp, len(neg), each),
-                                              clopper_pearson_upper(fn, len(pos), each), delta))
+    _, _, fpr_ub, fnr_ub = _upper_rates(neg, pos, candidates, c)
+    bounds = np.atleast_1d(epsilon_from_rates(fpr_ub, fnr_ub, delta))
     best = int(np.argmax(bounds))
     if bounds[best] <= 0:  # no separation: any τ will do; the median keeps the evaluation informative
         return float(np.median(values))
@@ -210,11 +223,7 @@ def threshold_test_bound(negative, positive, *, delta: float, confidence: float 
     if threshold is not None:
         return evaluate_threshold(neg, pos, threshold, delta=delta, confidence=confidence,
                                   test=f"{statistic} > {float(threshold):.6g} (threshold fixed in advance)")
-    if not 0.0 < selection_fraction < 1.0:
-        raise ValueError(f"selection_fraction must be in (0, 1), got {selection_fraction!r}")
-    k0, k1 = int(len(neg) * selection_fraction), int(len(pos) * selection_fraction)
-    if min(k0, k1) < 1 or k0 >= len(neg) or k1 >= len(pos):
-        raise ValueError(f"too few trials ({len(neg)}, {len(pos)}) to split for threshold selection")
+    k0, k1 = _selection_split(len(neg), len(pos), selection_fraction)
     tau = select_threshold(neg[:k0], pos[:k1], delta=delta, confidence=confidence)
     return evaluate_threshold(
         neg[k0:], pos[k1:], tau, delta=delta, confidence=confidence, n_selection=min(k0, k1),
@@ -257,13 +266,6 @@ class GaussianDPLowerBound:
         return asdict(self)
 
 
-def _gdp_mu_bounds(neg: np.ndarray, pos: np.ndarray, thresholds: np.ndarray, confidence: float):
-    fp, fn = _error_counts(neg, pos, thresholds)
-    each = math.sqrt(confidence)
-    fpr_ub, fnr_ub = clopper_pearson_upper(fp, len(neg), each), clopper_pearson_upper(fn, len(pos), each)
-    return np.atleast_1d(gdp_mu_from_rates(fpr_ub, fnr_ub)), np.atleast_1d(fpr_ub), np.atleast_1d(fnr_ub)
-
-
 def gdp_threshold_bound(negative, positive, *, delta: float, confidence: float = DEFAULT_CONFIDENCE,
                         selection_fraction: float = 0.5) -> GaussianDPLowerBound:
     """μ̲ and ε(μ̲, δ) from scores on D (``negative``) and D′ (``positive``): τ maximises (2) with
@@ -272,14 +274,13 @@ def gdp_threshold_bound(negative, positive, *, delta: float, confidence: float =
     assumption of the module docstring."""
     c = _check_confidence(confidence)
     neg, pos = np.asarray(negative, dtype=float).ravel(), np.asarray(positive, dtype=float).ravel()
-    k0, k1 = int(len(neg) * selection_fraction), int(len(pos) * selection_fraction)
-    if not 0.0 < selection_fraction < 1.0 or min(k0, k1) < 1 or k0 >= len(neg) or k1 >= len(pos):
-        raise ValueError(f"cannot split ({len(neg)}, {len(pos)}) trials at selection_fraction={selection_fraction!r}")
+    k0, k1 = _selection_split(len(neg), len(pos), selection_fraction)
     values = np.unique(np.concatenate([neg[:k0], pos[:k1]]))
     candidates = (values[:-1] + values[1:]) / 2.0 if len(values) > 1 else values
-    mus, _, _ = _gdp_mu_bounds(neg[:k0], pos[:k1], candidates, c)
-    tau = float(candidates[int(np.argmax(mus))])
-    (mu,), (fpr_ub,), (fnr_ub,) = _gdp_mu_bounds(neg[k0:], pos[k1:], np.array([tau]), c)
+    _, _, fpr_sel, fnr_sel = _upper_rates(neg[:k0], pos[:k1], candidates, c)
+    tau = float(candidates[int(np.argmax(np.atleast_1d(gdp_mu_from_rates(fpr_sel, fnr_sel))))])
+    _, _, (fpr_ub,), (fnr_ub,) = _upper_rates(neg[k0:], pos[k1:], np.array([tau]), c)
+    mu = gdp_mu_from_rates(fpr_ub, fnr_ub)
     return GaussianDPLowerBound(
         mu_lower=float(mu), epsilon_lower=analytic_gaussian_epsilon(float(mu), delta), confidence=c,
         delta=float(delta), threshold=tau, fpr_upper=float(fpr_ub), fnr_upper=float(fnr_ub),

@@ -167,5 +167,6 @@ def audit_mechanism(
     gdp = gdp_threshold_bound(s0, s1, delta=delta, confidence=confidence, selection_fraction=selection_fraction)
     pooled = math.sqrt((np.var(s0, ddof=1) + np.var(s1, ddof=1)) / 2.0)
     separation = float((s1.mean() - s0.mean()) / pooled) if pooled > 0 else (math.inf if s1.mean() != s0.mean() else 0.0)
-    return MechanismAudit(bound=bound, gdp=gdp, claimed_epsilon=claimed_epsilon, trials=int(trials), calibration_trials=n_cal,
-                          direction=source, separation=separation, seconds=time.perf_counter() - t0)
+    return MechanismAudit(bound=bound, gdp=gdp, claimed_epsilon=claimed_epsilon, trials=int(trials),
+                          calibration_trials=n_cal, direction=source, separation=separation,
+                          seconds=time.perf_counter() - t0)
