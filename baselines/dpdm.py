@@ -103,6 +103,13 @@ class DPDMConfig(MethodConfig):
     sigma_data: float = Field(0.5, gt=0, le=10, description="data std σ_d of EDM preconditioning (images in [-1, 1])")
     sigma_min: float = Field(0.002, gt=0, description="smallest σ of the sampler's Karras schedule")
     sigma_max: float = Field(80.0, gt=0, description="largest σ of the sampler's Karras schedule")
+    label_dropout: float = Field(
+        0.0, ge=0, lt=1, description="probability that a training row's label is replaced by the null class, so "
+        "one network is both conditional and unconditional (classifier-free guidance training; DPDM's code: 0.1, "
+        "the paper configs here); 0: no null class")
+    guidance_scale: float = Field(
+        0.0, ge=0, le=20, description="classifier-free guidance w of the sampler: (1 + w)·D(x; σ, y) − w·D(x; σ, ∅), "
+        "DPDM's convention (0: plain conditional sampling; paper configs: 0); needs label_dropout > 0")
     sampler_steps: int = Field(
         25, ge=1, le=2000, description="deterministic Euler (DDIM-equivalent) sampler steps (paper configs: 50)")
     channels: tuple[int, ...] = Field(
@@ -139,13 +146,16 @@ class DPDMConfig(MethodConfig):
         bad = [c for c in self.channels if c % self.attention_head_dim]
         if bad:
             raise ValueError(f"attention_head_dim={self.attention_head_dim} must divide every channel count, not {bad}")
+        if self.guidance_scale > 0 and not (self.conditional and self.label_dropout > 0):
+            raise ValueError(f"guidance_scale={self.guidance_scale} needs a conditional model trained with "
+                             f"label_dropout > 0 (got conditional={self.conditional}, label_dropout={self.label_dropout})")
         if self.sigma_min >= self.sigma_max:
             raise ValueError(f"sigma_min={self.sigma_min} must be below sigma_max={self.sigma_max}")
         return self
 
     def pretrain_key_fields(self) -> dict[str, Any]:
         """The settings a pre-trained network depends on (architecture, EDM, pre-training), for the cache key."""
-        keys = ("conditional", "p_mean", "p_std", "sigma_data", "channels", "layers_per_block", "norm_groups",
+        keys = ("conditional", "label_dropout", "p_mean", "p_std", "sigma_data", "channels", "layers_per_block", "norm_groups",
                 "attention_head_dim", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr")
         return {k: getattr(self, k) for k in keys}
 
@@ -155,7 +165,8 @@ class DPDMConfig(MethodConfig):
 
 def build_unet(info: DatasetInfo, cfg: DPDMConfig) -> "UNet2DModel":
     """diffusers ``UNet2DModel`` for ``info``'s images, attention at the lowest resolution, convs made
-    :class:`PerSampleConv2d` (see the module docstring for why)."""
+    :class:`PerSampleConv2d` (see the module docstring for why). With ``label_dropout`` > 0 a conditional net has
+    one class embedding more than the dataset has classes: index ``num_classes`` is the null label."""
     from diffusers import UNet2DModel
 
     levels = len(cfg.channels)
@@ -166,7 +177,7 @@ def build_unet(info: DatasetInfo, cfg: DPDMConfig) -> "UNet2DModel":
         layers_per_block=cfg.layers_per_block, block_out_channels=tuple(cfg.channels),
         down_block_types=down, up_block_types=up, norm_num_groups=cfg.norm_groups,
         attention_head_dim=cfg.attention_head_dim,
-        num_class_embeds=info.num_classes if cfg.conditional else None,
+        num_class_embeds=(info.num_classes + (cfg.label_dropout > 0)) if cfg.conditional else None,
     )
     swap_convs(net)
     return net
@@ -212,14 +223,31 @@ def denoise(net: nn.Module, scheduler: "EDMEulerScheduler", x: torch.Tensor, sig
 
 def edm_row_losses(net: nn.Module, scheduler: "EDMEulerScheduler", cfg: DPDMConfig, x: torch.Tensor,
                    labels: torch.Tensor | None, draws: torch.Tensor) -> torch.Tensor:
-    """Per-row EDM loss λ(σ)·mean‖D(x + σn; σ) − x‖², λ(σ) = (σ² + σ_d²)/(σ·σ_d)², ln σ = P_mean + P_std·u.
+    """Per-row EDM loss λ(σ)·mean‖D(x + σn; σ, y') − x‖², λ(σ) = (σ² + σ_d²)/(σ·σ_d)², ln σ = P_mean + P_std·u.
 
-    ``x`` in [-1, 1], (N, C, H, W); ``draws`` (N, 1 + C·H·W): u then the standard normal noise n."""
+    ``x`` in [-1, 1], (N, C, H, W); ``draws`` (N, 1 + C·H·W [+ 1]): u, the standard normal noise n, and with
+    ``label_dropout`` > 0 a last column v: y' is the null label (index ``num_classes``) where Φ(v) <
+    ``label_dropout``, else the row's label."""
     sigma = torch.exp(cfg.p_mean + cfg.p_std * draws[:, 0])
-    noise = draws[:, 1:].view_as(x)
+    noise = draws[:, 1:1 + x[0].numel()].view_as(x)
+    if labels is not None and cfg.label_dropout > 0:
+        labels = drop_labels(labels, draws[:, -1], cfg.label_dropout, net_null_label(net))
     weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
     denoised = denoise(net, scheduler, x + sigma.view(-1, 1, 1, 1) * noise, sigma, labels)
     return weight * ((denoised - x) ** 2).flatten(1).mean(1)
+
+
+def drop_labels(labels: torch.Tensor, v: torch.Tensor, p: float, null: int) -> torch.Tensor:
+    """``labels`` with the rows where Φ(v) < p (v standard normal, so probability p each) set to ``null``."""
+    if p == 0:
+        return labels
+    return torch.where(torch.special.ndtr(v) < p, torch.full_like(labels, null), labels)
+
+
+def net_null_label(net: nn.Module) -> int:
+    """The null-label index of a conditional U-Net (its last class embedding); also through Opacus's wrapper."""
+    unet = getattr(net, "_module", net)
+    return unet.class_embedding.num_embeddings - 1
 
 
 def average_over_draws(net: nn.Module, k: int) -> None:
@@ -314,9 +342,11 @@ class DPDM(GenerativeMethod):
 
     # -- per-example draws and the loss of one batch -------------------------------------------------
     def draws(self, m: int, generator: torch.Generator) -> torch.Tensor:
-        """(m, K, 1 + C·H·W) standard normals: per example, K (noise level, noise image) draws."""
+        """(m, K, 1 + C·H·W [+ 1]) standard normals: per example, K (noise level, noise image[, label dropout])
+        draws."""
         c, h, w = self.info.shape
-        return torch.randn(m, self.config.noise_multiplicity, 1 + c * h * w, generator=generator,
+        extra = 1 if self.config.conditional and self.config.label_dropout > 0 else 0
+        return torch.randn(m, self.config.noise_multiplicity, 1 + c * h * w + extra, generator=generator,
                            device=generator.device).to(self.device)
 
     def _backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
@@ -541,10 +571,21 @@ class DPDM(GenerativeMethod):
         lab = labels.to(self.device) if labels is not None else None
         for i in range(len(scheduler.sigmas) - 1):
             sigma = scheduler.sigmas[i].to(self.device)
-            denoised = denoise(net, scheduler, x, sigma.expand(x.shape[0]), lab)
+            denoised = self._guided_denoise(net, scheduler, x, sigma.expand(x.shape[0]), lab)
             x = scheduler.step(torch.zeros_like(x), scheduler.timesteps[i], x, pred_original_sample=denoised,
                                return_dict=False)[0]
         return x.float().cpu()
+
+    def _guided_denoise(self, net: nn.Module, scheduler: "EDMEulerScheduler", x: torch.Tensor, sigma: torch.Tensor,
+                        labels: torch.Tensor | None) -> torch.Tensor:
+        """D(x; σ, y), or with guidance w > 0 (1 + w)·D(x; σ, y) − w·D(x; σ, ∅) from one forward of both halves."""
+        w = self.config.guidance_scale
+        if w == 0 or labels is None:
+            return denoise(net, scheduler, x, sigma, labels)
+        null = torch.full_like(labels, net_null_label(net))
+        both = denoise(net, scheduler, torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([labels, null]))
+        cond, uncond = both.chunk(2)
+        return (1 + w) * cond - w * uncond
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Network (and EMA) weights and the privacy parameters used; no private data."""
@@ -589,4 +630,4 @@ class _DPDMProbe:
 
 
 __all__ = ["DPDM", "DPDMConfig", "TrainingDivergedError", "average_over_draws", "build_unet", "edm_row_losses",
-           "make_private_denoiser"]
+           "drop_labels", "make_private_denoiser", "net_null_label"]

@@ -16,7 +16,7 @@ from dpgen_bench import DatasetInfo, ImageDataset, PrivacyBudget, PrivacyLedger,
 from dpgen_bench.context import RunContext
 from dpgen_bench.privacy.plans import dpsgd_steps
 from dpgen_bench_baselines import dpdm as dpdm_module
-from dpgen_bench_baselines.dpdm import DPDM, edm_row_losses, make_private_denoiser
+from dpgen_bench_baselines.dpdm import DPDM, denoise, drop_labels, edm_row_losses, make_private_denoiser
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -78,12 +78,14 @@ def _what_opacus_clips(method: DPDM, x, y, draws, clip: float, average: bool = T
     return [p.grad.detach().clone() for p in net.parameters()]
 
 
-@pytest.mark.parametrize("mode", ["hooks", "functorch"])
-def test_clipped_per_example_gradient_is_the_mean_of_its_k_per_draw_gradients(mode: str) -> None:
+@pytest.mark.parametrize(("mode", "label_dropout"), [("hooks", 0.0), ("functorch", 0.0), ("hooks", 0.5)])
+def test_clipped_per_example_gradient_is_the_mean_of_its_k_per_draw_gradients(mode: str, label_dropout: float) -> None:
     """What Opacus clips for example i is ∇ (1/K Σ_k ℓ(x_i, σ_ik, n_ik)), for every parameter (attention and
-    the convs after it included), in each grad_sample_mode; a K-repeat clipped per row is not."""
+    the convs after it included), in each grad_sample_mode and with label dropout (a per-draw coin, so still a
+    function of example i and its own draws); a K-repeat clipped per row is not."""
     data = _data(n=3)
-    method = DPDM({**TINY, "grad_sample_mode": mode}, data.info, seed=0, context=QUIET)
+    method = DPDM({**TINY, "grad_sample_mode": mode, "label_dropout": label_dropout}, data.info, seed=0,
+                  context=QUIET)
     x, y = data.images, data.labels
     draws = method.draws(3, torch.Generator().manual_seed(5))
     clip = 1e-3  # small enough that every row is clipped: the clipping unit matters
@@ -178,6 +180,59 @@ def test_samples_have_the_shape_range_and_balanced_labels(conditional: bool) -> 
         assert sorted(torch.bincount(labels, minlength=10).tolist()) == [2] * 9 + [3]
     else:
         assert (labels == -1).all()
+
+
+# ------------------------------------------------------------------------------- classifier-free guidance
+
+
+def test_label_dropout_sets_the_null_label_on_a_fraction_p_of_rows() -> None:
+    labels = torch.arange(20_000) % 10
+    v = torch.randn(20_000, generator=torch.Generator().manual_seed(0))
+    dropped = drop_labels(labels, v, 0.1, null=10)
+    null = dropped == 10
+    assert abs(float(null.float().mean()) - 0.1) < 0.01
+    assert torch.equal(dropped[~null], labels[~null])
+    assert torch.equal(drop_labels(labels, v, 0.0, null=10), labels)
+
+
+def test_training_sees_the_null_label_only_where_the_draw_drops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    method = DPDM({**TINY, "label_dropout": 0.5}, _data().info, context=QUIET)
+    seen: list[torch.Tensor] = []
+    original = dpdm_module.denoise
+    monkeypatch.setattr(dpdm_module, "denoise", lambda net, sch, x, s, y: seen.append(y) or original(net, sch, x, s, y))
+    draws = method.draws(8, torch.Generator().manual_seed(1)).flatten(0, 1)
+    labels = torch.arange(draws.shape[0]) % 10
+    edm_row_losses(method.net, method.scheduler, method.config, torch.zeros(draws.shape[0], 1, 8, 8), labels, draws)
+    expect = torch.where(torch.special.ndtr(draws[:, -1]) < 0.5, 10, labels)
+    assert torch.equal(seen[0], expect) and 0 < int((expect == 10).sum()) < draws.shape[0]
+
+
+def test_guided_denoiser_is_one_plus_w_conditional_minus_w_null() -> None:
+    method = DPDM({**TINY, "label_dropout": 0.1, "guidance_scale": 2.0}, _data().info, context=QUIET)
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    sigma, y = torch.full((4,), 1.5), torch.tensor([0, 3, 5, 9])
+    with torch.no_grad():
+        cond = denoise(method.net, method.scheduler, x, sigma, y)
+        uncond = denoise(method.net, method.scheduler, x, sigma, torch.full_like(y, 10))
+        got = method._guided_denoise(method.net, method.scheduler, x, sigma, y)
+    assert torch.allclose(got, 3 * cond - 2 * uncond, atol=1e-5)
+    assert not torch.allclose(got, cond, atol=1e-5)
+
+
+def test_guidance_without_label_dropout_or_labels_is_refused() -> None:
+    with pytest.raises(ValueError, match="label_dropout > 0"):
+        DPDM.Config(guidance_scale=1.0, label_dropout=0.0)
+    with pytest.raises(ValueError, match="conditional"):
+        DPDM.Config(guidance_scale=1.0, label_dropout=0.1, conditional=False)
+
+
+def test_without_label_dropout_there_is_no_null_class_and_no_dropout_draw() -> None:
+    method = DPDM(TINY, _data().info, context=QUIET)
+    assert method.net.class_embedding.num_embeddings == 10
+    assert method.draws(2, torch.Generator().manual_seed(0)).shape == (2, 3, 1 + 64)
+    with_null = DPDM({**TINY, "label_dropout": 0.1}, _data().info, context=QUIET)
+    assert with_null.net.class_embedding.num_embeddings == 11
+    assert with_null.draws(2, torch.Generator().manual_seed(0)).shape == (2, 3, 2 + 64)
 
 
 def test_save_load_round_trip_samples_identically(tmp_path) -> None:
