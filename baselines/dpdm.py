@@ -97,9 +97,13 @@ class DPDMConfig(MethodConfig):
                       "batch 4096)")
     max_grad_norm: float = Field(1.0, gt=0, description="per-example L2 clipping bound C")
     ema_decay: float | None = Field(
-        0.99, ge=0, lt=1, description="EMA decay per step (paper: 0.999); None samples from the raw weights")
-    p_mean: float = Field(-1.2, ge=-10, le=10, description="mean of ln σ of the training noise levels (EDM)")
-    p_std: float = Field(1.2, gt=0, le=10, description="std of ln σ of the training noise levels (EDM)")
+        0.95, ge=0, lt=1, description="EMA decay per step (paper: 0.999 over ~300 epochs; 0.95 suits the default's "
+        "400 steps); None samples from the raw weights")
+    p_mean: float = Field(
+        1.0, ge=-10, le=10, description="mean of ln σ of the training noise levels (EDM and the DPDM paper: -1.2, "
+        "the paper configs; the CPU default 1.0 weights the high noise levels that set a digit's shape, which DP "
+        "noise at 400 steps otherwise leaves unlearnt: docs/dpdm.md)")
+    p_std: float = Field(1.2, gt=0, le=10, description="std of ln σ of the training noise levels (EDM, DPDM)")
     sigma_data: float = Field(0.5, gt=0, le=10, description="data std σ_d of EDM preconditioning (images in [-1, 1])")
     sigma_min: float = Field(0.002, gt=0, description="smallest σ of the sampler's Karras schedule")
     sigma_max: float = Field(80.0, gt=0, description="largest σ of the sampler's Karras schedule")

@@ -185,6 +185,21 @@ def test_samples_have_the_shape_range_and_balanced_labels(conditional: bool) -> 
 # ------------------------------------------------------------------------------- classifier-free guidance
 
 
+def test_training_noise_levels_are_log_normal_at_the_configured_p_mean_and_p_std(monkeypatch) -> None:
+    """ln σ = p_mean + p_std·u, u the draw's first column (the CPU default's p_mean is not EDM's; docs/dpdm.md)."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy(net, scheduler, x, sigma, labels):
+        seen["sigma"] = sigma.detach().clone()
+        return x
+
+    monkeypatch.setattr(dpdm_module, "denoise", spy)
+    method = DPDM({**TINY, "p_mean": 0.7, "p_std": 0.5}, _data().info, context=QUIET)
+    draws = torch.randn(6, 1 + 8 * 8, generator=torch.Generator().manual_seed(0))
+    edm_row_losses(method.net, method.scheduler, method.config, torch.zeros(6, 1, 8, 8), None, draws)
+    assert torch.allclose(seen["sigma"], torch.exp(0.7 + 0.5 * draws[:, 0]))
+
+
 def test_label_dropout_sets_the_null_label_on_a_fraction_p_of_rows() -> None:
     labels = torch.arange(20_000) % 10
     v = torch.randn(20_000, generator=torch.Generator().manual_seed(0))
