@@ -182,7 +182,7 @@ def test_samples_have_the_shape_range_and_balanced_labels(conditional: bool) -> 
         assert (labels == -1).all()
 
 
-# ------------------------------------------------------------------------------- classifier-free guidance
+# ------------------------------------------------------------------------------- EDM training noise levels
 
 
 def test_training_noise_levels_are_log_normal_at_the_configured_p_mean_and_p_std(monkeypatch) -> None:
@@ -198,6 +198,9 @@ def test_training_noise_levels_are_log_normal_at_the_configured_p_mean_and_p_std
     draws = torch.randn(6, 1 + 8 * 8, generator=torch.Generator().manual_seed(0))
     edm_row_losses(method.net, method.scheduler, method.config, torch.zeros(6, 1, 8, 8), None, draws)
     assert torch.allclose(seen["sigma"], torch.exp(0.7 + 0.5 * draws[:, 0]))
+
+
+# ------------------------------------------------------------------------------- classifier-free guidance
 
 
 def test_label_dropout_sets_the_null_label_on_a_fraction_p_of_rows() -> None:
