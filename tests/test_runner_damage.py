@@ -67,3 +67,21 @@ def test_table_on_a_damaged_results_csv_reads_the_records_and_says_so(finished, 
     assert "warning: results.csv" in captured.err and "built from the cell records" in captured.err
     assert "acc-logreg" in captured.out and "Traceback" not in captured.err
     assert " ± " in captured.out  # both seeds are in it (mean ± std), not what the damaged CSV kept
+
+
+def test_pruning_checkpoints_keeps_cells_finished_rows_unchanged_and_records_what_was_dropped(finished):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("prune_results", Path(__file__).parents[1] / "tools/prune_results.py")
+    prune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prune)
+    tmp_path, store, keys = finished
+    rows_before = [store.load_record(k)["rows"] for k in keys]
+    assert prune.prune_folder(tmp_path / "out") > 0
+    for key, rows in zip(keys, rows_before):
+        record = store.load_record(key)
+        assert not (store.cells_dir / key / "checkpoint").exists()
+        assert "checkpoint/state.pt" in record["pruned_artefacts"] and record["rows"] == rows
+        assert store.cell_state(key) == "done"
+    assert prune.prune_folder(tmp_path / "out") == 0  # idempotent
