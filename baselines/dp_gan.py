@@ -1,6 +1,6 @@
 """DP-SGD GAN baselines: ``dp-gan`` (unconditional) and ``dp-cgan`` (class-conditional), trained with Opacus.
 
-Privacy argument (add/remove-one neighbouring, DESIGN.md §4 and §6):
+Privacy argument (add/remove-one neighbouring, docs/privacy.md, docs/dp_gan.md):
 
 * Only the discriminator D touches private data, and only through DP-SGD: Opacus's ``PrivacyEngine``
   wraps D (per-sample gradients, clipping to ``max_grad_norm`` = C, Gaussian noise of std σ·C per step).

@@ -16,7 +16,7 @@ What comes from libraries and what is written here:
 * written here: the log-normal noise levels and EDM loss weight λ(σ) (the scheduler has no training loss),
   noise multiplicity, the DP-SGD loop, EMA and public pre-training.
 
-Privacy argument (add/remove-one neighbouring, DESIGN.md §4, §10):
+Privacy argument (add/remove-one neighbouring, docs/privacy.md, docs/dpdm.md):
 
 * Only the denoiser's DP-SGD steps touch private data. Each step draws a Poisson batch at rate
   q = batch_size / n̂ (n̂ = ``train.public_size()``, the declared size), so each step is one

@@ -1,7 +1,7 @@
 """Train dp-cgan or dp-gan on mnist-5k; report FD-digitcnn of its samples, logistic-regression accuracy
 (dp-cgan only: dp-gan's sample labels mean nothing) and wall time.
 
-Protocol (DESIGN.md §6 reference points): the stratified 4,000-train / 1,000-test split of ``mnist-5k``
+Protocol (docs/dp_gan.md reference points): the stratified 4,000-train / 1,000-test split of ``mnist-5k``
 (seed 0; declared train size 4,000), δ = 1e-5, PRV-calibrated DP-SGD on the discriminator, 5,000 samples
 (class-balanced for dp-cgan), a logistic regression on flattened pixels trained on the samples and tested
 on the 1,000 real test images, FD-digitcnn against the same 1,000 test images.

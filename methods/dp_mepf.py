@@ -1,5 +1,5 @@
 """DP-MEPF (Harder, Jalali, Sutherland, Park, TMLR 2023): match a noisy mean embedding in the feature
-space of a frozen network pre-trained on public data. See DESIGN.md §5 and :mod:`.mean_embedding`.
+space of a frozen network pre-trained on public data. See docs/dp_mepf.md and :mod:`.mean_embedding`.
 
 1. Release once (ε, δ): per-example embeddings φ1(x) = C·f(x)/‖f(x)‖ and (variant ``phi1+phi2``)
    φ2(x) = C·(f(x)⊙f(x))/‖f(x)⊙f(x)‖, noisy per-class sums and noisy per-class counts.
@@ -49,7 +49,7 @@ class DPMEPFConfig(ReleaseOnceConfig):
 
 
 PAPER_PRESETS: dict[str, dict[str, Any]] = {
-    # DESIGN.md §5 / Harder et al. 2023: VGG19, 16 conv outputs before ReLU, φ1+φ2.
+    # docs/dp_mepf.md / Harder et al. 2023: VGG19, 16 conv outputs before ReLU, φ1+φ2.
     "paper-mnist": {"extractor": "vgg19", "moments": "phi1+phi2", "generator": "conv", "batch_size": 100,
                     "steps": 100_000, "lr_decay": 1.0},
     "paper-cifar10": {"extractor": "vgg19", "moments": "phi1+phi2", "generator": "resnet", "batch_size": 128,

@@ -1,6 +1,6 @@
 """Generators shared by DP-MEPF and DP-MERF. Each maps (noise, one-hot label) to images in [0, 1].
 
-* :class:`ConvCondGenerator` — the small conv generator of DP-MERF / DP-MEPF for 28×28 grey (DESIGN.md §5):
+* :class:`ConvCondGenerator` — the small conv generator of DP-MERF / DP-MEPF for 28×28 grey (docs/dp_mepf.md):
   one-hot label ⊕ 90-d noise → FC 500 → FC 784 (= 16×7×7) → two (upsample ×2, 5×5 conv) stages → sigmoid.
   It works for any square size divisible by 4 and any channel count (8×8 digits: 16×2×2 start).
 * :class:`ResNetGenerator` — a ResNet generator for RGB 32×32 / 64×64 (z = 100): FC → 4×4×256, then

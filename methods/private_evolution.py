@@ -1,5 +1,5 @@
 """Private Evolution (Lin, Gopi, Kulkarni, Nori, Yekhanin, ICLR 2024): DP synthetic images from a public
-generation API, with no training on private data. See DESIGN.md §11.
+generation API, with no training on private data. See docs/private_evolution.md.
 
     S₀ = RANDOM_API(N)                                  (N/K per class when labelled; public)
     for t = 1..T:

@@ -1,4 +1,4 @@
-"""ε from mechanism events: reference values (DESIGN.md §4), backend agreement, events, ledger, bad input."""
+"""ε from mechanism events: reference values (docs/privacy.md), backend agreement, events, ledger, bad input."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ DELTA = 1e-5
 Q_MNIST = 256 / 60000
 
 
-# ---- DESIGN.md §4 reference table -------------------------------------------------------------------------
+# ---- docs/privacy.md reference table -------------------------------------------------------------------------
 
 
 def test_one_gaussian_release_sigma5_exact_is_0_7255():
@@ -181,7 +181,7 @@ def test_ledger_round_trips_through_dicts_with_notes():
 
 
 def test_known_prv_accountant_failure_is_an_accounting_error_and_opacus_prv_copes():
-    # DESIGN.md §4: prv-accountant 0.2.0 raises "Discrete mean differs ..." at q=0.1, σ=0.6, T=100.
+    # docs/privacy.md: prv-accountant 0.2.0 raises "Discrete mean differs ..." at q=0.1, σ=0.6, T=100.
     events = [PoissonSubsampledGaussianEvent(0.6, 0.1, 100)]
     with pytest.raises(AccountingError, match="prv-accountant"):
         epsilon(events, DELTA, "prv-accountant")

@@ -1,4 +1,4 @@
-"""Noise calibration: reference σ (DESIGN.md §4), round trips for every backend, failures, plan helpers."""
+"""Noise calibration: reference σ (docs/privacy.md), round trips for every backend, failures, plan helpers."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _assert_round_trip(plan, budget, accountant, sigma, rtol=DEFAULT_RTOL):
     assert epsilon(plan(sigma * (1 - rtol)), budget.delta, accountant) > budget.epsilon
 
 
-# ---- DESIGN.md §4 reference σ ------------------------------------------------------------------------------
+# ---- docs/privacy.md reference σ ------------------------------------------------------------------------------
 
 
 def test_sigma_for_one_release_at_eps1_is_3_7306_analytic():

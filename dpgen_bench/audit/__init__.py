@@ -1,4 +1,4 @@
-"""Empirical privacy audits (DESIGN.md §12): ε *lower* bounds from a method's real release code.
+"""Empirical privacy audits (docs/audit.md): ε *lower* bounds from a method's real release code.
 
 * :mod:`.bounds` — Clopper–Pearson intervals and the ε lower bound of a threshold test.
 * :mod:`.mechanism` — the mechanism audit: many releases on D and D′ = D ∪ {canary}, the likelihood-ratio

@@ -1,5 +1,5 @@
 """The mechanism audit: an empirical ε lower bound from many runs of a method's real release code on
-neighbouring datasets D and D′ = D ∪ {canary} (DESIGN.md §12, audit 1).
+neighbouring datasets D and D′ = D ∪ {canary} (docs/audit.md).
 
     for i in 1..trials:   x₀ᵢ = release(D),  x₁ᵢ = release(D′)          (fresh noise every call)
     w      = Σ̂⁻¹ Δ        from calibration trials (Δ = E x₁ − E x₀, Σ̂ = per-coordinate noise variance)

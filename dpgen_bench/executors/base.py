@@ -1,6 +1,6 @@
 """The executor interface: what runs a grid's cells, in this process, on a Ray cluster or on Slurm.
 
-An executor only *runs* cells (DESIGN.md §13). The driver (:func:`dpgen_bench.runner.benchmark.run_benchmark`)
+An executor only *runs* cells (docs/executors.md). The driver (:func:`dpgen_bench.runner.benchmark.run_benchmark`)
 stays the single writer of the results store: a worker writes the artefacts in its own ``cells/<key>/`` folder
 and *returns* the cell's record; the driver writes the record and rebuilds ``results.csv``. A worker that dies
 (killed, preempted, out of memory) is retried ``max_retries`` times where the executor supports it; after that

@@ -9,7 +9,7 @@ Layers (``layers=`` option):
 
 * ``"all"`` (default): the stem output and all 16 MBConv block outputs, each taken before any activation
   (the stem after batch-norm, blocks end linearly), flattened and concatenated. At 32×32 input this gives
-  D = 20,032 — the DP-MEPF setting of DESIGN.md §5.
+  D = 20,032 — the DP-MEPF setting of docs/dp_mepf.md.
 * ``"pooled"``: the 1,280-d global-average-pooled head features (the classifier input); what ``FD-effnet``
   uses.
 * ``"blocks"``: the 16 block outputs only; or any list / comma-separated string of ``stem``, ``block0`` …

@@ -1,4 +1,4 @@
-"""One metric layer for every method (DESIGN.md §7): FID, FD-<extractor>, downstream accuracy and PRDC.
+"""One metric layer for every method (docs/metrics.md): FID, FD-<extractor>, downstream accuracy and PRDC.
 
 Each metric is a registered unit (:mod:`.base`) declaring its results, their directions and its feature
 space: ``fid``, ``fd-digitcnn``, ``fd-effnet`` (:mod:`.frechet_metrics`), ``accuracy`` (:mod:`.accuracy`),

@@ -153,7 +153,7 @@ def _opacus_rdp(history: History, delta: float) -> float:
     acc.history = list(history)
     try:
         # Opacus warns when the best order is its largest; the bound is still valid (just not the tightest),
-        # and the default orders are what the reference values in DESIGN.md §4 use.
+        # and the default orders are what the reference values in docs/privacy.md use.
         with np.errstate(over="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             eps = float(acc.get_epsilon(delta))
@@ -185,7 +185,7 @@ def _microsoft_prv(history: History, delta: float, eps_error: float = PRV_EPS_ER
             )
             _, _, eps_upper = acc.compute_epsilon(delta=delta, num_self_compositions=steps)
     except (RuntimeError, ValueError, FloatingPointError, OverflowError, AssertionError) as exc:
-        # Known: "Discrete mean differs from continuous mean" in some high-ε settings (DESIGN.md §4).
+        # Known: "Discrete mean differs from continuous mean" in some high-ε settings (docs/privacy.md).
         raise AccountingError(f"prv-accountant failed for history {history} at delta={delta}: {exc}") from exc
     eps_upper = float(eps_upper)
     if not math.isfinite(eps_upper):

@@ -94,7 +94,7 @@ COLUMNS = [
     "device",
     "finished_at",
 ]
-"""Columns of ``results.csv`` (DESIGN.md §9), in order."""
+"""Columns of ``results.csv`` (docs/metrics.md), in order."""
 
 
 def _json_default(value: Any) -> Any:

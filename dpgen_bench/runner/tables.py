@@ -5,7 +5,7 @@ A column is a result as the runner recorded it: its name (``metric``: ``FID``, `
 names its results honestly (FID only in Inception-v3 space, see :mod:`dpgen_bench.metrics.frechet_metrics`)
 and declares their directions. Metrics that could not be computed get no column; their reasons are listed
 under the table. A value computed in the feature space the method trained on is marked † (biased in the
-method's favour, DESIGN.md §7). Formats: Markdown, LaTeX (booktabs) and CSV.
+method's favour, docs/metrics.md). Formats: Markdown, LaTeX (booktabs) and CSV.
 """
 
 from __future__ import annotations
