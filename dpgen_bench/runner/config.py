@@ -7,7 +7,6 @@ config fails with a message naming the offending key (``ConfigFileError`` → ex
 
 from __future__ import annotations
 
-import importlib
 import math
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from ..privacy.accounting import DEFAULT_ACCOUNTANT, UnknownAccountantError, check_delta, get_accountant
 from ..executors.base import ExecutorSpec
+from ..plugins import PluginImportError, load_plugins
 from ..privacy.budget import DELTA_RULE
 
 
@@ -338,6 +338,7 @@ def parse_config(data: Mapping[str, Any]) -> BenchConfig:
     """Validate a mapping into :class:`BenchConfig`; raise :class:`ConfigFileError` naming the bad key."""
     if not isinstance(data, Mapping):
         raise ConfigFileError(f"a benchmark config must be a mapping of keys, got {type(data).__name__}")
+    _plugin_phase(data.get("plugins"))
     try:
         return BenchConfig.model_validate(dict(data))
     except ValidationError as exc:
@@ -453,13 +454,20 @@ def dump_config(config: BenchConfig, method_configs: Mapping[str, Any] | None = 
 # ----------------------------------------------------------------------------- checks before training
 
 
+def _plugin_phase(plugins: Any) -> None:
+    """Before validation: installed plugins and the config's ``plugins:`` modules register what the rest of the
+    config may name (executor, dataset, accountant, methods...). A malformed list is left to validation."""
+    if not (isinstance(plugins, list) and all(isinstance(m, str) for m in plugins)):
+        plugins = []
+    try:
+        load_plugins(plugins)
+    except PluginImportError as exc:
+        raise ConfigFileError(str(exc)) from None
+
+
 def import_plugins(config: BenchConfig) -> None:
-    """Import ``config.plugins`` (modules that register methods in-process)."""
-    for module in config.plugins:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigFileError(f"plugins: cannot import module {module!r}: {exc}") from None
+    """The plugin phase for an already parsed config (idempotent: imported modules are cached)."""
+    _plugin_phase(list(config.plugins))
 
 
 def resolve_methods(config: BenchConfig) -> dict[str, Any]:

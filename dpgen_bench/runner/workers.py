@@ -13,6 +13,7 @@ import sys
 import torch
 
 from ..allocator import retain_freed_memory
+from ..plugins import load_installed_plugins, load_plugins
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -48,8 +49,7 @@ def set_up_cell_process(threads: int | None, plugins: tuple[str, ...] | list[str
     retain_freed_memory()
     if threads:
         torch.set_num_threads(int(threads))
-    for module in plugins:
-        importlib.import_module(module)
+    load_plugins(plugins)
 
 
 def names_workers_cannot_see(config) -> list[str]:
@@ -76,6 +76,7 @@ def _unseen(request: dict) -> list[str]:
     from ..privacy.accounting import get_accountant
     from ..registry import get_method
 
+    load_installed_plugins()
     problems = []
     for module in request["plugins"]:
         try:
