@@ -35,3 +35,21 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# -- the `slow` marker means something: `pytest -m "not slow"` is the quick loop (README), and a test that takes
+#    longer than SLOW_TEST_S without the marker is named at the end of the run, so the quick loop stays quick.
+SLOW_TEST_S = 10.0
+_unmarked_slow: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration > SLOW_TEST_S and "slow" not in report.keywords:
+        _unmarked_slow.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unmarked_slow:
+        terminalreporter.write_sep("-", f"tests over {SLOW_TEST_S:.0f} s without @pytest.mark.slow (mark them)")
+        for nodeid, seconds in sorted(_unmarked_slow, key=lambda t: -t[1]):
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
