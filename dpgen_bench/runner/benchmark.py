@@ -145,8 +145,8 @@ def _run_locked(config, cells, store, method_configs, executor: Executor, *, for
         store.rebuild_csv(keys)  # every finished cell is in results.csv; abandoned ones have no record
         raise RunInterrupted(summary) from None
     finally:
+        view.close()  # stops the heartbeat and gives sys.stderr back, whatever happened
         executor.close()
-    view.close()
     df = store.frame(keys)
     gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
     summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})
