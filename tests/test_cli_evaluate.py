@@ -74,3 +74,13 @@ def test_an_unknown_metric_or_dataset_exits_2(tmp_path, capsys, digits_test):
     assert "unknown metric(s) ['fidd']" in capsys.readouterr().err
     assert main(["evaluate", str(path), "--dataset", "nope", "-o", str(tmp_path / "o")]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epsilon", ["-3", "0", "nan"])
+def test_a_claimed_epsilon_that_is_not_positive_exits_2_naming_it_and_writes_nothing(tmp_path, capsys, epsilon):
+    path = _npz(tmp_path, np.zeros((5, 1, 8, 8), np.uint8))
+    out = tmp_path / "out"
+    assert main(["evaluate", str(path), "--dataset", "digits", "--epsilon", epsilon, "-o", str(out), *CHEAP]) == 2
+    err = capsys.readouterr().err
+    assert "--epsilon must be > 0, or inf" in err and f"got {float(epsilon):g}" in err
+    assert not out.exists()

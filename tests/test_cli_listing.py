@@ -87,6 +87,36 @@ def test_info_of_a_method_prints_its_source_capabilities_and_config_defaults(cap
     assert "width = 7" in out and "layer width" in out
 
 
+def test_info_shows_a_default_factorys_value_and_marks_required_keys_never_pydantic_internals(capsys):
+    from pydantic import Field
+
+    from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
+
+    class Cfg(MethodConfig):
+        options: dict = Field(default_factory=lambda: {"k": 1})
+        width: int  # no default
+
+    class M(GenerativeMethod):
+        Config = Cfg
+        capabilities = Capabilities(labelled=True, unlabelled=False, channels=(1,))
+
+        def fit(self, train, budget, ledger): ...
+        def generate(self, n, labels, generator): ...
+        def checkpoint_state(self): return {}
+        def load_checkpoint_state(self, state): ...
+
+    register_method("cli-info-factory-test")(M)
+    try:
+        assert main(["info", "cli-info-factory-test"]) == 0
+        assert main(["info", "dp-mepf"]) == 0
+    finally:
+        unregister_method("cli-info-factory-test")
+    out = capsys.readouterr().out
+    assert "Pydantic" not in out
+    assert "options = {'k': 1}" in out and "width = (required)" in out
+    assert "extractor_options = {}" in out
+
+
 def test_list_with_two_sources_for_one_method_name_exits_2_naming_both(capsys):
     clash = next(iter(_listed_from_entry_points()), None)
     if clash is None:

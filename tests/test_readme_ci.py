@@ -33,3 +33,17 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_tox_has_a_test_env_and_a_bench_env():
     tox = (ROOT / "tox.ini").read_text()
     assert "[testenv]" in tox and "[testenv:bench]" in tox and "--benchmark-only" in tox
+
+
+def test_the_readmes_time_for_the_main_command_is_the_committed_runs_cell_time_within_10_percent():
+    import pandas as pd
+
+    cells = pd.read_csv(ROOT / "results" / "default" / "results.csv").drop_duplicates("cell_key")
+    measured = float(cells["wall_time_s"].sum()) / 60
+    for path in (ROOT / "README.md", ROOT / "dpgen_bench" / "runner" / "default.yaml"):
+        text = " ".join((path.read_text()).split())
+        claims = re.findall(r"(\d+(?:\.\d+)?) minutes of cell time on 2 cores", text.replace("# ", ""))
+        assert claims, f"{path.name} states no measured cell time"
+        for claim in claims:
+            assert abs(float(claim) - measured) <= 0.1 * measured, (path.name, claim, measured)
+    assert "committed run, `results/default`" in (ROOT / "README.md").read_text()

@@ -119,6 +119,48 @@ def test_set_overrides_are_validated_like_the_file(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("assignment, text", [("epsilons=[1,2", "'[1,2'"), ("evaluation={metrics: [fid]", "'{metrics: [fid]'")])
+def test_a_set_value_that_is_not_yaml_is_refused_not_read_as_a_string(tmp_path, capsys, assignment, text):
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(runner_toy.tiny_config(tmp_path / "out")))
+    assert main(["run", str(path), "--set", assignment]) == 2
+    err = capsys.readouterr().err
+    assert f"--set {assignment.split('=')[0]}: {text} is not valid YAML" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_reports_every_problem_at_once_schema_and_methods_alike(tmp_path, capsys):
+    config = runner_toy.tiny_config(tmp_path / "out")
+    del config["evaluation"]  # schema: required key missing
+    config["seeds"] = ["a"]  # schema: type error
+    config["methods"][0]["config"] = {"spread": "wide"}  # method config: type error (checked by the method)
+    config["methods"][1]["name"] = "dp-nope"  # unknown method
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid benchmark config (4 problems):" in err, err
+    for named in ("evaluation: required key is missing", "seeds.0", "methods[0] (toy-means).config", "spread",
+                  "methods[1] (toy-blurry).name: unknown method 'dp-nope'"):
+        assert named in err, (named, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_valid_schema_reports_every_method_metric_and_machine_problem_at_once(tmp_path, capsys):
+    (tmp_path / "FILE").write_text("not a directory")
+    config = runner_toy.tiny_config(tmp_path / "FILE" / "out")
+    config["methods"][0]["config"] = {"spred": 0.1}
+    config["methods"][1]["name"] = "dp-nope"
+    config["evaluation"]["metrics"] = ["accuracy", "is"]
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    for named in ("'spred'", "unknown method 'dp-nope'", "unknown metric(s) ['is']", "which is a file"):
+        assert named in err, (named, err)
+    assert "(4 problems)" in err
+
+
 def test_set_overrides_reach_the_cells(tmp_path, capsys):
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(runner_toy.tiny_config(tmp_path / "out")))
@@ -312,7 +354,8 @@ def _bad_run(tmp_path, capsys, **changes) -> str:
 @pytest.mark.parametrize(
     "output_dir, message",
     [("", "must not be empty"), ("FILE", "is a file"), ("FILE/sub", "which is a file"),
-     ("/proc/dpgen-bench-out", "is not writable"), ("/sys/dpgen-bench-out", "is not writable")],
+     ("/proc/dpgen-bench-out", "cannot create '/proc/dpgen-bench-out': No such file or directory"),
+     ("/sys/dpgen-bench-out", "cannot create '/sys/dpgen-bench-out'")],
 )
 def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, capsys, output_dir, message):
     (tmp_path / "FILE").write_text("not a directory")

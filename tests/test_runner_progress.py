@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import io
+import sys
+import time
 import warnings
 
-from dpgen_bench.runner.progress import CellProgress, one_line_warnings
+from tqdm.auto import tqdm
+
+from dpgen_bench.metrics import SameFeatureSpaceWarning
+from dpgen_bench.runner.progress import CellProgress, one_line_warnings, warnings_from
 
 
 def test_a_non_interactive_log_gets_one_plain_line_per_cell_with_elapsed_and_eta():
     out = io.StringIO()
-    view = CellProgress(3, interactive=False, stream=out)
-    assert not view.cell_bars  # the cells' own bars stay off in a log
+    view = CellProgress(3, interactive=False, stream=out, heartbeat_s=None)
+    assert not view.cell_bars  # without a heartbeat to read them, the cells' own bars stay off in a log
     for i, status in enumerate(["ok", "failed", "ok"]):
         view.start(f"cell{i}")
         view.finish(f"cell{i}", {"status": status, "error": "boom" if status == "failed" else None})
@@ -54,7 +59,7 @@ def test_each_distinct_warning_is_shown_once_as_one_line():
 
 def test_the_log_lines_count_running_and_failed_cells():
     out = io.StringIO()
-    view = CellProgress(3, interactive=False, stream=out)
+    view = CellProgress(3, interactive=False, stream=out, heartbeat_s=None)
     for name in ("a", "b", "c"):  # an out-of-process executor submits every cell before any finishes
         view.start(name)
     view.finish("b", {"status": "failed", "error": "worker died"})
@@ -62,3 +67,77 @@ def test_the_log_lines_count_running_and_failed_cells():
     view.close()
     first, second = out.getvalue().splitlines()
     assert "running 2 · failed 1" in first and "running 1 · failed 1" in second
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_heartbeat_names_the_running_cell_its_time_the_step_of_its_bar_and_the_time_left():
+    out, clock = io.StringIO(), FakeClock()
+    view = CellProgress(3, interactive=False, stream=out, heartbeat_s=3600, clock=clock)  # beats driven by hand
+    try:
+        view.start("a")
+        clock.now += 100
+        view.finish("a", {"status": "ok"})
+        view.start("mnist-5k/DP-MEPF/eps=1/seed=0")
+        clock.now += 75
+        assert view.cell_bars  # live, so the heartbeat can read them ...
+        bar = tqdm(total=1000, desc="DP-MEPF generator")  # ... drawn into a sink, not into the log
+        bar.update(400)
+        view.beat()
+        bar.close()
+    finally:
+        view.close()
+    beat = out.getvalue().splitlines()[-1]
+    assert beat.startswith("… mnist-5k/DP-MEPF/eps=1/seed=0: running 1:15 · step 400/1000 (DP-MEPF generator), ~")
+    assert "left in it · done 1/3 · elapsed 2:55 · ETA 5:50" in beat, beat
+    assert "\r" not in out.getvalue() and "\x1b[" not in out.getvalue()
+
+
+def test_in_a_log_cell_bars_never_reach_stderr_but_other_writes_do_and_stderr_is_given_back():
+    err = io.StringIO()
+    real, sys.stderr = sys.stderr, err
+    try:
+        view = CellProgress(2, interactive=False, stream=io.StringIO(), heartbeat_s=3600)
+        for _ in tqdm(range(5), desc="a bar", mininterval=0):
+            pass
+        print("a warning line", file=sys.stderr)
+        view.close()
+        assert sys.stderr is err
+    finally:
+        sys.stderr = real
+    assert err.getvalue() == "a warning line\n"
+
+
+def test_a_log_is_never_silent_longer_than_the_heartbeat_interval():
+    out = io.StringIO()
+    view = CellProgress(2, interactive=False, stream=out, heartbeat_s=0.05)
+    view.start("slow-cell")
+    time.sleep(0.4)
+    view.close()
+    beats = [line for line in out.getvalue().splitlines() if line.startswith("… slow-cell: running")]
+    assert len(beats) >= 3, out.getvalue()
+    count = len(out.getvalue().splitlines())
+    time.sleep(0.15)
+    assert len(out.getvalue().splitlines()) == count  # closed: the heartbeat has stopped
+
+
+def test_warnings_raised_inside_a_cell_name_it_once_per_cell():
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        one_line_warnings(out)
+        for eps in ("1", "10"):
+            with warnings_from(f"mnist-5k/DP-MEPF/eps={eps}/seed=0"):
+                for _ in range(2):
+                    warnings.warn("FD-digitcnn is computed in the digitcnn feature space", SameFeatureSpaceWarning)
+        warnings.warn("outside any cell", UserWarning)
+    assert out.getvalue().splitlines() == [
+        "warning: mnist-5k/DP-MEPF/eps=1/seed=0: SameFeatureSpaceWarning: FD-digitcnn is computed in the digitcnn feature space",
+        "warning: mnist-5k/DP-MEPF/eps=10/seed=0: SameFeatureSpaceWarning: FD-digitcnn is computed in the digitcnn feature space",
+        "warning: UserWarning: outside any cell",
+    ]

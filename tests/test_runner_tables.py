@@ -116,19 +116,69 @@ def test_latex_is_booktabs_with_escaped_names(results):
     df = results.assign(method=results["method"].str.replace("DP-MEPF", "DP_MEPF & co"))
     tex = render(df, "latex")
     lines = tex.splitlines()
-    assert lines[0] == r"\begin{tabular}{l cc cc}" and lines[1] == r"\toprule"
+    first = lines.index(r"\begin{tabular}{l cc cc}")
+    assert lines[first + 1] == r"\toprule"
     assert r"\multicolumn{2}{c}{FD-digitcnn $\downarrow$}" in tex and r"\cmidrule(lr){2-3}" in tex
     assert r"DP\_MEPF \& co" in tex and r"\textbf{11.00 $\pm$ 1.41}" in tex
-    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+    assert lines[lines.index(r"\bottomrule", first) + 1] == r"\end{tabular}"
+
+
+def test_latex_is_a_complete_table_with_the_legend_the_spend_and_every_note_of_the_markdown(results):
+    tex = render(results, "latex")
+    lines = tex.splitlines()
+    assert lines[1] == r"\begin{table}[ht]" and lines[-1] == r"\end{table}"
+    caption = next(line for line in lines if line.startswith(r"\caption{"))
+    assert r"Mean $\pm$ std over 2 seeds; best per column in bold" in caption
+    assert tex.count(r"\begin{tabular}") == 2  # results, then the ε spent per method and target ε
+    assert r"$\varepsilon$ spent (largest over seeds, accountant prv)" in tex
+    assert r"DP-MEPF & 0.990 & 9.900 \\" in tex
+    assert "FID not computed (DP-CGAN, DP-MEPF): Inception weights not found" in tex  # the FID notice
+
+
+def test_a_dagger_is_explained_in_every_format_and_one_seed_is_said_not_a_spread():
+    rows = []
+    for method, same in (("DP-MEPF", True), ("DP-CGAN", False)):
+        row = _row(method, 1.0, 0, "precision", 0.9 if same else 0.5, "higher", extractor="efficientnet-lite0")
+        row["same_space_as_training"] = same
+        rows.append(row)
+    df = _frame(rows)
+    md, tex = render(df, "md"), render(df, "latex")
+    assert "One seed per value (no spread)" in md and "Mean ± std" not in md
+    assert "†: computed in the feature space the method was trained on" in md
+    caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
+    assert r"One seed per value (no spread)" in caption
+    assert r"$^\dagger$: computed in the feature space the method was trained on" in caption
+    assert r"$^\dagger$ DP-MEPF: precision computed in the efficientnet-lite0 feature space" in tex
+    import io
+
+    csv = pd.read_csv(io.StringIO(render(df, "csv")), index_col=0)
+    assert csv.loc["DP-MEPF", "precision (higher is better) eps=1 same_space_as_training"]
+    assert csv.loc["DP-MEPF", "notes"].startswith("† precision computed in the efficientnet-lite0 feature space")
+    assert pd.isna(csv.loc["DP-CGAN", "notes"])
+
+
+def test_latex_escapes_every_special_character_once():
+    from dpgen_bench.runner.tables import _tex
+
+    assert _tex(r"a_b {c} 50% ~x^2 \ & #") == r"a\_b \{c\} 50\% \textasciitilde{}x\textasciicircum{}2 \textbackslash{} \& \#"
 
 
 def test_csv_table_has_mean_std_seed_count_and_same_space_columns(results):
     import io
 
     csv = pd.read_csv(io.StringIO(render(results, "csv")), index_col=0)
-    assert csv.shape == (2, 4 * 4)
+    assert csv.shape == (2, 4 * 4 + 2 + 2)  # + ε spent at ε = 1 and 10, the accountant, the notes
     assert csv.loc["DP-MEPF", "FD-digitcnn (lower is better) eps=1 mean"] == pytest.approx(11.0)
     assert csv.loc["DP-MEPF", "FD-digitcnn (lower is better) eps=1 n_seeds"] == 2
+
+
+def test_csv_carries_the_spend_the_accountant_and_each_methods_notes(results):
+    import io
+
+    csv = pd.read_csv(io.StringIO(render(results, "csv")), index_col=0)
+    assert csv.loc["DP-MEPF", "eps=10 spent"] == pytest.approx(9.9) and csv.loc["DP-CGAN", "eps=1 spent"] == pytest.approx(0.99)
+    assert set(csv["accountant"]) == {"prv"}
+    assert csv.loc["DP-CGAN", "notes"] == "FID not computed: Inception weights not found"
 
 
 def test_failed_cells_are_listed_not_averaged(results):
@@ -141,6 +191,20 @@ def test_failed_cells_are_listed_not_averaged(results):
 def test_unknown_format_is_refused(results):
     with pytest.raises(ValueError, match="unknown table format 'html'"):
         render(results, "html")
+
+
+def test_the_metrics_plot_says_one_seed_when_there_is_one_and_marks_the_dagger(results):
+    from dpgen_bench.runner.plots import metrics_plot_text
+    from dpgen_bench.runner.tables import _ok_rows
+
+    title, marked = metrics_plot_text(_ok_rows(results))
+    assert "mean ± std over 2 seeds" in title and "†" not in title and marked == {}
+    one = results[results["seed"] == 0].copy()
+    one["same_space_as_training"] = (one["method"] == "DP-MEPF") & (one["metric"] == "FD-digitcnn")
+    title, marked = metrics_plot_text(_ok_rows(one))
+    assert "(one seed)" in title and "± std" not in title
+    assert "† computed in the feature space the method was trained on" in title
+    assert marked == {"FD-digitcnn": ["DP-MEPF"]}
 
 
 def test_plots_render_headless(results, tmp_path):

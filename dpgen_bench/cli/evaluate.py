@@ -40,6 +40,8 @@ def _evaluate(args) -> int:
     from ..runner.store import StoreLockedError
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if math.isnan(args.epsilon) or args.epsilon <= 0:  # the ε a table would print beside the samples
+        raise UsageError(f"--epsilon must be > 0, or inf for non-private samples; got {args.epsilon:g}")
     try:
         check_output_dir(args.output_dir)
         check_metrics_names(metrics)

@@ -142,6 +142,14 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_text(field) -> str:
+    """A config field's default as a user would write it: the value (a default factory's too), or
+    ``(required)`` for a field without one."""
+    if field.is_required():
+        return "(required)"
+    return repr(field.get_default(call_default_factory=True))
+
+
 def _info(args: argparse.Namespace) -> int:
     from ..data import DatasetUnavailableError, dataset_spec, list_datasets, load_splits
     from ..registry import method_entry
@@ -155,7 +163,7 @@ def _info(args: argparse.Namespace) -> int:
         print("config (defaults):")
         for key, field in entry.cls.Config.model_fields.items():
             desc = f"  — {field.description}" if field.description else ""
-            print(f"  {key} = {field.default!r}{desc}")
+            print(f"  {key} = {_default_text(field)}{desc}")
         return 0
     if args.name not in list_datasets():
         raise UsageError(

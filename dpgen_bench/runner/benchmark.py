@@ -11,7 +11,7 @@ from typing import Any
 
 from ..allocator import retain_freed_memory
 from ..executors import CellRun, Executor, make_executor, override_executor, threads_per_job  # noqa: F401
-from .config import BenchConfig, check_environment, dump_config, resolve_methods
+from .config import BenchConfig, ConfigFileError, attempt, check_environment, dump_config, resolve_methods
 from .grid import Cell, build_cells
 from .progress import CellProgress
 from .provenance import environment
@@ -55,8 +55,11 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
     """Validate methods/dataset/metrics (raises ConfigFileError) and build the cells; nothing trains.
 
     Returns the cells, the store and the resolved method configs (label → MethodConfig)."""
-    method_configs = resolve_methods(config)
-    check_environment(config)
+    problems: list[str] = []  # the config's problems and the machine's, reported together
+    method_configs = attempt(problems, resolve_methods, config)
+    attempt(problems, check_environment, config)
+    if problems:
+        raise ConfigFileError(problems)
     cells = build_cells(config, method_configs)
     return cells, ResultsStore(config.output_dir), method_configs
 
@@ -64,8 +67,6 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
 def _check_spawnable(config: BenchConfig) -> None:
     """Workers of an out-of-process executor (``--jobs`` processes, Ray, Slurm) are fresh processes: every name
     the config uses must reach them through dpgen_bench or a module listed under ``plugins``."""
-    from .config import ConfigFileError
-
     unseen = names_workers_cannot_see(config)
     if unseen:
         raise ConfigFileError(
@@ -144,8 +145,8 @@ def _run_locked(config, cells, store, method_configs, executor: Executor, *, for
         store.rebuild_csv(keys)  # every finished cell is in results.csv; abandoned ones have no record
         raise RunInterrupted(summary) from None
     finally:
+        view.close()  # stops the heartbeat and gives sys.stderr back, whatever happened
         executor.close()
-    view.close()
     df = store.frame(keys)
     gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
     summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})

@@ -28,7 +28,32 @@ _BUDGET_KEYS = {"epsilon", "eps", "epsilons", "delta", "target_epsilon", "target
 
 
 class ConfigFileError(ValueError):
-    """A benchmark config that does not validate; the message names the key and the bad value."""
+    """A benchmark config that does not validate; the message names the key and the bad value.
+
+    Carries every problem found (``problems``), so a config with several mistakes is reported in one go:
+    one problem reads as its own line, several as ``invalid benchmark config (N problems):`` and a list."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(dict.fromkeys(problems))
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            text = f"invalid benchmark config ({len(self.problems)} problems):" + "".join(
+                f"\n  - {p.removeprefix(_SCHEMA_PREFIX)}" for p in self.problems)
+        super().__init__(text)
+
+
+_SCHEMA_PREFIX = "invalid benchmark config: "
+
+
+def attempt(problems: list[str], check, *args: Any) -> Any:
+    """``check(*args)``, or None with its :class:`ConfigFileError`'s problems appended to ``problems``: lets a
+    validator run every independent check and report all that fail at once."""
+    try:
+        return check(*args)
+    except ConfigFileError as exc:
+        problems += exc.problems
+        return None
 
 
 class _Strict(BaseModel):
@@ -317,6 +342,11 @@ def _executor_spec(value: Any) -> ExecutorSpec:
 
 
 def _format_validation_error(exc: ValidationError) -> str:
+    return _SCHEMA_PREFIX + "; ".join(_validation_problems(exc))
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    """One ``loc: message`` line per schema error (duplicates from union branches removed)."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -327,22 +357,70 @@ def _format_validation_error(exc: ValidationError) -> str:
             msg = "required key is missing"
         lines.append(f"{loc}: {msg} (got {err.get('input')!r})" if err["type"] != "missing" else f"{loc}: {msg}")
     # Unions (delta: float | rule) produce one error per branch; keep the message short but complete.
-    seen: list[str] = []
-    for line in lines:
-        if line not in seen:
-            seen.append(line)
-    return "invalid benchmark config: " + "; ".join(seen)
+    return list(dict.fromkeys(lines))
 
 
 def parse_config(data: Mapping[str, Any]) -> BenchConfig:
-    """Validate a mapping into :class:`BenchConfig`; raise :class:`ConfigFileError` naming the bad key."""
+    """Validate a mapping into :class:`BenchConfig`; raise :class:`ConfigFileError` naming every bad key.
+
+    When the schema fails, the parts it did not complain about are still checked as far as they can be on
+    their own (method names and configs, dataset, metrics, accountant), so every problem is reported at once
+    rather than one per attempt."""
     if not isinstance(data, Mapping):
         raise ConfigFileError(f"a benchmark config must be a mapping of keys, got {type(data).__name__}")
     _plugin_phase(data.get("plugins"))
     try:
         return BenchConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigFileError(_format_validation_error(exc)) from None
+        schema = _validation_problems(exc)
+        bad = {tuple(err["loc"][:2]) for err in exc.errors()} | {tuple(err["loc"][:1]) for err in exc.errors()}
+        problems = [_SCHEMA_PREFIX + line for line in schema] + _unvalidated_problems(dict(data), bad)
+        raise ConfigFileError(problems) from None
+
+
+def _unvalidated_problems(data: dict[str, Any], bad: set[tuple]) -> list[str]:
+    """Problems of the parts of a config the schema accepted, checked on the raw mapping (``bad``: the
+    locations, as 1- and 2-tuples, where the schema already complained; those are not checked again)."""
+    from ..registry import UnknownMethodError, get_method
+    from ..method import ConfigError, build_config
+
+    problems: list[str] = []
+    plugins = data.get("plugins") or []
+    if ("plugins",) not in bad and isinstance(plugins, list):
+        for module in plugins:
+            try:
+                importlib.import_module(str(module))
+            except ImportError as exc:
+                problems.append(f"plugins: cannot import module {module!r}: {exc}")
+    if isinstance(data.get("dataset"), str) and ("dataset",) not in bad:
+        from .. import data as datasets
+
+        try:
+            datasets.dataset_spec(data["dataset"])
+        except datasets.UnknownDatasetError as exc:
+            problems.append(f"dataset: {exc}")
+    if isinstance(data.get("accountant"), str) and ("accountant",) not in bad:
+        try:
+            get_accountant(data["accountant"])
+        except UnknownAccountantError as exc:
+            problems.append(f"accountant: {exc}")
+    for i, spec in enumerate(data.get("methods") if isinstance(data.get("methods"), list) else []):
+        if ("methods", i) in bad or not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+            continue
+        where = f"methods[{i}] ({spec.get('label') or spec['name']})"
+        try:
+            build_config(get_method(spec["name"]).Config, dict(spec.get("config") or {}))
+        except UnknownMethodError as exc:
+            problems.append(f"{where}.name: {exc}")
+        except ConfigError as exc:
+            problems.append(f"{where}.config: {exc}")
+    metrics = (data.get("evaluation") or {}).get("metrics") if isinstance(data.get("evaluation"), Mapping) else None
+    if isinstance(metrics, list) and ("evaluation", "metrics") not in bad:
+        try:
+            check_metrics_names([str(m) for m in metrics])
+        except ConfigFileError as exc:
+            problems += exc.problems
+    return problems
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -366,12 +444,17 @@ def default_config_data() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _parse_value(text: str) -> Any:
-    """A ``--set`` value as YAML; ``1e-3`` (a string to YAML 1.1) becomes a float as a user means it."""
+def _parse_value(text: str, key: str = "value") -> Any:
+    """A ``--set`` value as YAML; ``1e-3`` (a string to YAML 1.1) becomes a float as a user means it.
+
+    Text that is not valid YAML (``[1,2``) is an error, not a string: it is almost always a typo, and read as a
+    string it would fail later under a misleading message, or not at all."""
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    except yaml.YAMLError as exc:
+        what = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigFileError(f"--set {key}: {text!r} is not valid YAML ({what}); quote a string, e.g. "
+                              f"{key}='\"...\"'") from None
     if isinstance(value, str):
         try:
             return float(value) if value.strip().lower() not in ("nan", "inf", "infinity") else value
@@ -393,7 +476,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
     keys = [k for k in path_text.strip().split(".")]
     if not path_text.strip() or any(not k for k in keys):
         raise ConfigFileError(f"--set has an empty key in {path_text!r}")
-    value = _parse_value(value_text)
+    value = _parse_value(value_text, path_text.strip())
     node: Any = data
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
@@ -475,53 +558,63 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
     validate, it can handle the dataset and the accountant, and any feature extractor it trains against is
     public for this dataset (not trained on the same family of data); every metric name is known.
 
-    Returns ``{label: validated MethodConfig}``. Raises :class:`ConfigFileError` naming the problem.
-    """
+    Returns ``{label: validated MethodConfig}``. Raises one :class:`ConfigFileError` naming every problem found
+    (each method's first one: its later checks depend on its config)."""
+    import_plugins(config)  # first: plugins may register datasets and accountants as well as methods
+    problems: list[str] = []
+    info = attempt(problems, dataset_info, config)
+    attempt(problems, check_accountant_name, config)
+    resolved = {spec.display: attempt(problems, _resolve_method, config, i, spec, info)
+                for i, spec in enumerate(config.methods)}
+    attempt(problems, check_metrics, config)
+    if problems:
+        raise ConfigFileError(problems)
+    return resolved
+
+
+def _resolve_method(config: BenchConfig, i: int, spec: MethodSpec, info) -> Any:
+    """One method entry's validated config; ConfigFileError with its first problem. ``info``: the dataset's
+    public metadata, or None when the dataset is unknown (then only the name and config are checked)."""
     from ..method import ConfigError, build_config
     from ..registry import UnknownMethodError, get_method
 
-    import_plugins(config)  # first: plugins may register datasets and accountants as well as methods
-    info = dataset_info(config)
-    check_accountant_name(config)
-    resolved: dict[str, Any] = {}
-    for i, spec in enumerate(config.methods):
-        where = f"methods[{i}] ({spec.display})"
-        try:
-            cls = get_method(spec.name)
-        except UnknownMethodError as exc:
-            raise ConfigFileError(f"{where}.name: {exc}") from None
-        try:
-            method_config = build_config(cls.Config, dict(spec.config))
-        except ConfigError as exc:
-            raise ConfigFileError(f"{where}.config: {exc}") from None
+    where = f"methods[{i}] ({spec.display})"
+    try:
+        cls = get_method(spec.name)
+    except UnknownMethodError as exc:
+        raise ConfigFileError(f"{where}.name: {exc}") from None
+    try:
+        method_config = build_config(cls.Config, dict(spec.config))
+    except ConfigError as exc:
+        raise ConfigFileError(f"{where}.config: {exc}") from None
+    if info is not None:
         try:
             cls.capabilities_for(method_config).check(info)
         except (ValueError, TypeError) as exc:
             raise ConfigFileError(f"{where}: method {spec.name!r} cannot handle dataset {config.dataset!r}: {exc}") from None
+    try:
+        cls.capabilities.check_accountant(config.accountant)
+    except ValueError as exc:
+        raise ConfigFileError(f"accountant: method {spec.name!r}: {exc}") from None
+    if spec.public_data is not None:
+        from .public import PublicDataError, check_public_data
+
         try:
-            cls.capabilities.check_accountant(config.accountant)
-        except ValueError as exc:
-            raise ConfigFileError(f"accountant: method {spec.name!r}: {exc}") from None
-        if spec.public_data is not None:
-            from .public import PublicDataError, check_public_data
+            check_public_data(spec.public_data, config.dataset, spec.name, cls.capabilities_for(method_config))
+        except PublicDataError as exc:
+            raise ConfigFileError(f"{where}.public_data: {exc}") from None
+    extractor = cls.training_extractor(method_config)
+    if extractor is not None:
+        from ..features import check_public_extractor
 
-            try:
-                check_public_data(spec.public_data, config.dataset, spec.name, cls.capabilities_for(method_config))
-            except PublicDataError as exc:
-                raise ConfigFileError(f"{where}.public_data: {exc}") from None
-        extractor = cls.training_extractor(method_config)
-        if extractor is not None:
-            from ..features import check_public_extractor
-
-            try:
-                check_public_extractor(extractor, config.dataset)
-            except (ValueError, KeyError) as exc:
-                msg = exc.args[0] if exc.args else str(exc)
-                raise ConfigFileError(f"{where}.config: {msg}") from None
-        resolved[spec.display] = method_config
+        try:
+            check_public_extractor(extractor, config.dataset)
+        except (ValueError, KeyError) as exc:
+            msg = exc.args[0] if exc.args else str(exc)
+            raise ConfigFileError(f"{where}.config: {msg}") from None
+    if info is not None:
         check_reachable(config, cls, method_config, where)
-    check_metrics(config)
-    return resolved
+    return method_config
 
 
 def check_accountant_name(config: BenchConfig) -> None:
@@ -559,24 +652,31 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
 
 
 def check_environment(config: BenchConfig) -> None:
-    """What the machine must provide, checked before anything trains or is written (ConfigFileError):
-    a writable output directory, the dataset's files (unless downloads are allowed), the device, and memory
-    for the requested samples."""
-    check_output_dir(config.output_dir)
+    """What the machine must provide, checked before anything trains or is written (one ConfigFileError
+    listing every problem): a writable output directory, the dataset's files (unless downloads are allowed),
+    the device, and memory for the requested samples."""
     from .. import data
 
-    spec = data.dataset_spec(config.dataset)
-    if not config.download and not spec.available(config.data_dir):
+    problems: list[str] = []
+    attempt(problems, check_output_dir, config.output_dir)
+    try:
+        spec = data.dataset_spec(config.dataset)
+    except data.UnknownDatasetError:  # reported by resolve_methods
+        spec = None
+    if spec is not None and not config.download and not spec.available(config.data_dir):
         missing = [str(p) for p in spec.expected_files(config.data_dir) if not p.exists()]
-        raise ConfigFileError(
+        problems.append(
             f"dataset: {config.dataset!r} is not available: missing {', '.join(missing[:3])}"
             f"{' ...' if len(missing) > 3 else ''}; put the files there, set data_dir, or set download: true "
             f"(needs network access)"
         )
     if not config.executor.remote:  # a cluster's cells run on its nodes: the executor checks GPUs per cell
-        _check_device(config.device)
-    _check_sample_memory(config, spec.info)
-    _check_public_files(config)
+        attempt(problems, _check_device, config.device)
+    if spec is not None:
+        attempt(problems, _check_sample_memory, config, spec.info)
+    attempt(problems, _check_public_files, config)
+    if problems:
+        raise ConfigFileError(problems)
 
 
 def _check_public_files(config: BenchConfig) -> None:
@@ -598,25 +698,46 @@ def _check_public_files(config: BenchConfig) -> None:
 def check_output_dir(output_dir: str) -> None:
     """ConfigFileError unless ``output_dir`` is non-empty and is (or can be made) a writable directory.
 
-    Writability is tried, not inferred from permission bits (root passes every ``os.access`` check but
-    still cannot write to a read-only mount): a temporary file is made and removed in the nearest existing
-    folder."""
+    Both are tried, not inferred from permission bits (root passes every ``os.access`` check but still cannot
+    write to a read-only mount, and nobody can make a folder in ``/proc``): the first missing folder of the
+    path is made and removed again, and a temporary file is made and removed in the directory the run would
+    write into. The message names the path that failed."""
+    import os
     import tempfile
 
     if not str(output_dir).strip():
         raise ConfigFileError("output_dir: must not be empty (it would write into the current directory)")
     path = Path(output_dir)
+    to_make: list[Path] = []  # missing folders, innermost first
     for parent in [path, *path.parents]:
         if parent.exists():
-            if not parent.is_dir():
-                what = "is a file" if parent == path else f"is under {str(parent)!r}, which is a file"
-                raise ConfigFileError(f"output_dir: {output_dir!r} {what}")
-            try:
-                with tempfile.TemporaryFile(dir=parent):
-                    pass
-            except OSError as exc:
-                raise ConfigFileError(f"output_dir: {str(parent)!r} is not writable ({exc.strerror})") from None
-            return
+            break
+        to_make.append(parent)
+    if not parent.is_dir():
+        what = "is a file" if parent == path else f"is under {str(parent)!r}, which is a file"
+        raise ConfigFileError(f"output_dir: {output_dir!r} {what}")
+    if not to_make:
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise ConfigFileError(f"output_dir: {str(parent)!r} is not writable ({exc.strerror})") from None
+        return
+    first = to_make[-1]
+    try:
+        os.mkdir(first)
+    except OSError as exc:
+        raise ConfigFileError(f"output_dir: cannot create {str(first)!r}: {exc.strerror}") from None
+    try:
+        with tempfile.TemporaryFile(dir=first):
+            pass
+    except OSError as exc:
+        raise ConfigFileError(f"output_dir: cannot write in {str(first)!r}: {exc.strerror}") from None
+    finally:
+        try:
+            os.rmdir(first)
+        except OSError:  # another process put something there meanwhile: leave it
+            pass
 
 
 def _check_device(device: str) -> None:

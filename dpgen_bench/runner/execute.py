@@ -34,6 +34,7 @@ from ..privacy.ledger import PrivacyLedger
 from .config import EvaluationSpec
 from .grid import Cell
 from .memory import measure_peak_memory
+from .progress import warnings_from
 from .provenance import versions
 from .samples import check_samples, save_grid, save_samples
 from .store import ResultsStore, artefact_digests
@@ -231,7 +232,8 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
     status, error, metric_rows = "ok", None, []
     with measure_peak_memory(device) as peak:
         try:
-            metric_rows = _run_steps(cell, cell_dir, Path(root), context, facts)
+            with warnings_from(cell.name):
+                metric_rows = _run_steps(cell, cell_dir, Path(root), context, facts)
         except Exception as exc:  # the cell fails; the grid goes on
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             write_atomic(cell_dir / "error.txt", traceback.format_exc())

@@ -26,7 +26,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_metrics_vs_epsilon(df: pd.DataFrame, path: str | Path) -> Path | None:
-    """One panel per metric: mean ± std over seeds against ε (log axis), one line per method.
+    """One panel per metric: mean ± std over seeds (the value, with one seed) against ε (log axis), one line per
+    method; a method whose values are computed in its own training feature space is marked † (legend and panel).
 
     The non-private (ε = ∞) reference, if present, is drawn as a dashed horizontal line.
     Returns None when there is nothing to plot.
@@ -36,6 +37,7 @@ def plot_metrics_vs_epsilon(df: pd.DataFrame, path: str | Path) -> Path | None:
     if ok.empty:
         return None
     metrics = list(dict.fromkeys(zip(ok["metric"], ok["direction"])))
+    suptitle, marked = metrics_plot_text(ok)
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
@@ -47,24 +49,43 @@ def plot_metrics_vs_epsilon(df: pd.DataFrame, path: str | Path) -> Path | None:
             g = part[part["row"] == method].groupby("target_epsilon")["value"]
             stats = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1)}).fillna({"std": 0.0})
             finite = stats[[math.isfinite(e) for e in stats.index]]
+            name = f"{method} †" if method in marked.get(label, ()) else method
             if not finite.empty:
                 ax.errorbar(finite.index, finite["mean"], yerr=finite["std"], marker="o", capsize=3,
-                            label=method, color=colours[method])
+                            label=name, color=colours[method])
             if any(math.isinf(e) for e in stats.index):
                 ax.axhline(stats.loc[math.inf, "mean"], ls="--", lw=1, color=colours[method],
-                           label=f"{method} (non-private)")
+                           label=f"{name} (non-private)")
         ax.set_xscale("log")
         ax.set_xlabel("target ε")
-        ax.set_title(f"{label} {ARROW.get(direction, '')}")
+        dagger = f"\n† {', '.join(marked[label])}" if marked.get(label) else ""
+        ax.set_title(f"{label} {ARROW.get(direction, '')}{dagger}")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, -0.02 - 0.04 * (len(labels) > 4)))
-    datasets = ", ".join(sorted(set(ok["dataset"].astype(str))))
-    fig.suptitle(f"{datasets}: metric vs ε (mean ± std over seeds)")
+    fig.suptitle(suptitle)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, Path(path))
+
+
+def metrics_plot_text(ok: pd.DataFrame) -> tuple[str, dict[str, list[str]]]:
+    """The metrics plot's title — what a point is ("one seed", or the mean ± std over k seeds) and what † means
+    when it is used — and, per metric, the methods whose values are marked † (computed in the feature space the
+    method trained on), as the tables mark them."""
+    seeds = int(ok.groupby(["row", "target_epsilon", "metric"])["seed"].nunique().max())
+    spread = "one seed" if seeds <= 1 else f"mean ± std over {seeds} seeds"
+    marked: dict[str, list[str]] = {}
+    if "same_space_as_training" in ok:
+        flagged = ok[ok["same_space_as_training"].astype(str).str.lower().eq("true")]
+        for metric, g in flagged.groupby("metric", sort=False):
+            marked[str(metric)] = list(dict.fromkeys(g["row"].astype(str)))
+    datasets = ", ".join(sorted(set(ok["dataset"].astype(str))))
+    title = f"{datasets}: metric vs ε ({spread})"
+    if marked:
+        title += "\n† computed in the feature space the method was trained on (biased in its favour)"
+    return title, marked
 
 
 def plot_sample_grids(df: pd.DataFrame, root: str | Path, directory: str | Path) -> list[Path]:

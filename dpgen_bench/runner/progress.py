@@ -1,14 +1,21 @@
 """The run's progress view: one bar over cells (done, running, failed, elapsed, ETA) with the current cell's bars beneath it on a
-terminal; in a non-interactive log (CI, ``nohup``, a pipe) plain lines, one per cell, and no cell bars —
-no cursor escapes and no thousands of carriage-return updates."""
+terminal; in a non-interactive log (CI, ``nohup``, a pipe) plain lines, one per finished cell and a heartbeat
+at least every :data:`HEARTBEAT_S` seconds per running cell (its time so far, the step of its innermost bar and
+that bar's time left) — no cursor escapes and no thousands of carriage-return updates. Warnings raised inside a
+cell name the cell (:func:`warnings_from`)."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from typing import Any, TextIO
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TextIO
 
 from tqdm.auto import tqdm
+
+HEARTBEAT_S = 60.0
+"""Longest silence, in seconds, of a log while a cell runs: a heartbeat line is printed at this interval."""
 
 
 def _clock(seconds: float) -> str:
@@ -16,24 +23,107 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+class _BarSink:
+    """Stands in for ``sys.stderr`` while a run logs plain lines: the cells' tqdm bars stay live (so the heartbeat
+    can read their step and rate) but their redraws — writes that start with a carriage return, cursor moves,
+    and the newlines that end them — are dropped; every other write (warnings, prints) goes through."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._in_bar = False
+
+    def write(self, text: str) -> int:
+        if text.startswith("\r") or "\x1b[" in text or (self._in_bar and not text.strip("\n")):
+            self._in_bar = True
+            return len(text)
+        self._in_bar = False
+        return self._stream.write(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, encoding ...: the real stream's
+        return getattr(self._stream, name)
+
+
+def _live_bars() -> list:
+    """The tqdm bars alive in this process, oldest first (methods use ``tqdm.auto``; both classes are looked at
+    because each keeps its own registry once instantiated)."""
+    import tqdm as _tqdm
+
+    bars: dict[int, Any] = {}
+    for cls in (_tqdm.std.tqdm, tqdm):
+        for bar in list(getattr(cls, "_instances", ())):
+            if not getattr(bar, "disable", True):
+                bars[id(bar)] = bar
+    return sorted(bars.values(), key=lambda b: getattr(b, "start_t", 0.0))
+
+
+def _bar_text(bar) -> str:
+    """``step n/total (desc), ~m:ss left in it`` from a live bar (the time left from its own rate)."""
+    d = bar.format_dict
+    n, total, rate = d.get("n", 0), d.get("total"), d.get("rate")
+    if rate is None and d.get("elapsed"):
+        rate = n / d["elapsed"] if n else None
+    desc = (d.get("prefix") or "").strip().rstrip(":")
+    text = f"step {n}/{total:g}" if total else f"step {n}"
+    text += f" ({desc})" if desc else ""
+    if total and rate:
+        text += f", ~{_clock((total - n) / rate)} left in it"
+    return text
+
+
 class CellProgress:
     """Progress over ``total`` cells. ``interactive`` (default: stderr is a terminal) picks bars or lines."""
 
     def __init__(self, total: int, enabled: bool = True, interactive: bool | None = None,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, heartbeat_s: float | None = HEARTBEAT_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``heartbeat_s``: in a log, the interval of the heartbeat lines (None: none); ``clock``: seconds, for
+        tests."""
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled and total > 0
         self.interactive = self.enabled and (self.stream.isatty() if interactive is None else interactive)
         self.total, self.done = total, 0
         self.running, self.failed = 0, 0
         """Cells submitted and not finished yet (on a cluster, queued ones count), and cells finished failed."""
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
+        self._since: dict[str, float] = {}  # running cell -> when it started
+        self._lock = threading.Lock()
         self._bar = tqdm(total=total, desc="cells", unit="cell", file=self.stream, position=0) if self.interactive else None
+        self._stderr, self._stop, self._beats = None, threading.Event(), None
+        if self.enabled and not self.interactive and heartbeat_s is not None:
+            # The cell's bars run into a sink; the heartbeat reads their step and rate (see _BarSink).
+            self._stderr, sys.stderr = sys.stderr, _BarSink(sys.stderr)
+            self._beats = threading.Thread(target=self._beat_every, args=(float(heartbeat_s),), daemon=True,
+                                           name="dpgen-bench heartbeat")
+            self._beats.start()
 
     @property
     def cell_bars(self) -> bool:
-        """Whether the running cell may draw its own bars (only beneath the cell bar on a terminal)."""
-        return self.interactive
+        """Whether an in-process cell should keep its own bars live: drawn beneath the cell bar on a terminal,
+        or read by the heartbeat in a log (drawn nowhere)."""
+        return self.interactive or self._beats is not None
+
+    def _beat_every(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.beat()
+
+    def beat(self) -> None:
+        """One heartbeat line per running cell: its time so far, the innermost live bar's step and time left (a
+        cell running in this process), the cells done and the run's elapsed time and ETA."""
+        now = self.clock()
+        with self._lock:
+            running = dict(self._since)
+            done = self.done
+        bars = _live_bars() if len(running) == 1 else []  # bars of --jobs workers are in other processes
+        elapsed = now - self.started
+        eta = f" · ETA {_clock(elapsed / done * (self.total - done))}" if done else ""
+        for name, since in running.items():
+            step = f" · {_bar_text(bars[-1])}" if bars else ""
+            print(f"… {name}: running {_clock(now - since)}{step} · done {done}/{self.total} · elapsed "
+                  f"{_clock(elapsed)}{eta}", file=self.stream, flush=True)
 
     def _counts(self) -> str:
         return f"running {self.running} · failed {self.failed}"
@@ -41,18 +131,22 @@ class CellProgress:
     def start(self, name: str) -> None:
         """``name`` was started (serial) or submitted to workers."""
         self.running += 1
+        with self._lock:
+            self._since[name] = self.clock()
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self._counts()} · {name}", refresh=True)
 
     def finish(self, name: str, record: dict[str, Any]) -> None:
-        self.done += 1
+        with self._lock:
+            self.done += 1
+            self._since.pop(name, None)
         self.running = max(0, self.running - 1)
         self.failed += record.get("status") != "ok"
         if self._bar is not None:
             self._bar.set_postfix_str(self._counts(), refresh=False)
             self._bar.update(1)
         elif self.enabled:
-            elapsed = time.monotonic() - self.started
+            elapsed = self.clock() - self.started
             eta = elapsed / self.done * (self.total - self.done)
             status = record.get("status", "?")
             error = f" ({record.get('error')})" if status != "ok" and record.get("error") else ""
@@ -60,8 +154,15 @@ class CellProgress:
                   f"{_clock(elapsed)} · ETA {_clock(eta)}", file=self.stream, flush=True)
 
     def close(self) -> None:
+        """Stop the bar or the heartbeat and give ``sys.stderr`` back; safe to call twice."""
         if self._bar is not None:
             self._bar.close()
+        self._stop.set()
+        if self._beats is not None:
+            self._beats.join()
+            self._beats = None
+        if self._stderr is not None:
+            sys.stderr, self._stderr = self._stderr, None
 
 
 def one_line_warnings(stream: TextIO | None = None) -> None:
@@ -70,15 +171,33 @@ def one_line_warnings(stream: TextIO | None = None) -> None:
     Installed for the rest of the process (a run's driver and each ``--jobs`` worker)."""
     import warnings
 
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str | None]] = set()
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        key = (category.__name__, str(message))
+        key = (category.__name__, str(message), _cell)
         if key in seen:
             return
         seen.add(key)
         first = str(message).strip().splitlines()[0] if str(message).strip() else ""
-        print(f"warning: {category.__name__}: {first}", file=stream if stream is not None else sys.stderr, flush=True)
+        where = f"{_cell}: " if _cell else ""
+        print(f"warning: {where}{category.__name__}: {first}", file=stream if stream is not None else sys.stderr,
+              flush=True)
 
     warnings.simplefilter("always")  # deduplicated above, by content rather than by source location
     warnings.showwarning = show
+
+
+_cell: str | None = None
+"""The cell whose code runs in this process now (:func:`warnings_from`), named in its warnings' lines."""
+
+
+@contextmanager
+def warnings_from(cell_name: str) -> Iterator[None]:
+    """Name ``cell_name`` in the line of every warning shown while the block runs (with
+    :func:`one_line_warnings`; each distinct warning is then shown once per cell)."""
+    global _cell
+    before, _cell = _cell, cell_name
+    try:
+        yield
+    finally:
+        _cell = before

@@ -5,7 +5,8 @@ A column is a result as the runner recorded it: its name (``metric``: ``FID``, `
 names its results honestly (FID only in Inception-v3 space, see :mod:`dpgen_bench.metrics.frechet_metrics`)
 and declares their directions. Metrics that could not be computed get no column; their reasons are listed
 under the table. A value computed in the feature space the method trained on is marked † (biased in the
-method's favour, docs/metrics.md). Formats: Markdown, LaTeX (booktabs) and CSV.
+method's favour, docs/metrics.md). Formats: Markdown, LaTeX (booktabs) and CSV, each carrying the same legend,
+ε-spent table and notes (the LaTeX output is a complete ``table`` float; the CSV has them as columns).
 """
 
 from __future__ import annotations
@@ -68,6 +69,26 @@ class ComparisonTable:
     """(method, target ε) → the correct method's ε lower bounds from ``audit.csv`` (``docs/audit.md``)."""
     power: list[str] = field(default_factory=list)
     """One line per broken-variant audit (the power checks)."""
+    row_notes: dict[str, list[str]] = field(default_factory=dict)
+    """Row → the notes that concern it (what ``notes`` says, per method: the CSV's ``notes`` column)."""
+
+    @property
+    def seeds(self) -> int:
+        """The most seeds behind any value (1: every value is a single run, with no spread)."""
+        return max((c.n for c in self.cells.values()), default=0)
+
+    @property
+    def marked(self) -> bool:
+        """Whether some value carries † (computed in the feature space its method trained on)."""
+        return any(c.same_space for c in self.cells.values())
+
+    def legend(self) -> str:
+        """What a reader needs to read the values: spread, bold, arrows and, where used, †."""
+        spread = "One seed per value (no spread)" if self.seeds <= 1 else f"Mean ± std over {self.seeds} seeds"
+        text = f"{spread}; best per column in bold; ↓ lower is better, ↑ higher is better."
+        if self.marked:
+            text += " †: computed in the feature space the method was trained on (biased in its favour)."
+        return text
 
     @property
     def metrics(self) -> list[tuple[str, str]]:
@@ -164,27 +185,34 @@ def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> Comparis
                 if c2 == col and c.mean == best and len(means) > 1:
                     c.best = True
     # Metrics that could not be computed: say why, once per (metric, reason).
-    notes = []
+    notes: list[str] = []
+    row_notes: dict[str, list[str]] = {}
     missing = ok[ok["value"].isna()]
     for (label, reason), g in missing.groupby(["metric", "missing_reason"], dropna=False, sort=False):
         where = ", ".join(sorted(set(g["row"])))
-        notes.append(f"{label} not computed ({where}): {reason if isinstance(reason, str) else 'no reason given'}")
+        why = reason if isinstance(reason, str) else "no reason given"
+        notes.append(f"{label} not computed ({where}): {why}")
+        for row in sorted(set(g["row"])):
+            row_notes.setdefault(row, []).append(f"{label} not computed: {why}")
     if "same_space_as_training" in have:
         flagged = have[have["same_space_as_training"].astype(str).str.lower().eq("true")]
         for (row, extractor), g in flagged.groupby(["row", "extractor"], sort=False):
             labels = ", ".join(dict.fromkeys(g["metric"]))
-            notes.append(f"† {row}: {labels} computed in the {extractor} feature space the method was trained on "
-                         f"(biased in its favour)")
+            what = f"{labels} computed in the {extractor} feature space the method was trained on (biased in its favour)"
+            notes.append(f"† {row}: {what}")
+            row_notes.setdefault(str(row), []).append(f"† {what}")
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
-        notes.append(f"FAILED cell {r['method']} ε={eps_label(float(r['target_epsilon']))} seed={r['seed']}: {r['error']}")
+        what = f"FAILED cell {r['method']} ε={eps_label(float(r['target_epsilon']))} seed={r['seed']}: {r['error']}"
+        notes.append(what)
+        row_notes.setdefault(str(r["method"]), []).append(what)
     spent: dict[tuple[str, float], float] = {}
     sp = ok.drop_duplicates("cell_key")
     for (row, eps), g in sp.groupby(["row", "target_epsilon"], sort=False):
         spent[(row, float(eps))] = float(g["spent_epsilon"].astype(float).max())
     accountants = sorted(set(sp["accountant"].dropna().astype(str)))
     audited, power = _audit_lines(audit)
-    return ComparisonTable(rows, columns, cells, notes, spent, accountants, audited, power)
+    return ComparisonTable(rows, columns, cells, notes, spent, accountants, audited, power, row_notes)
 
 
 # -------------------------------------------------------------------------------------------- render
@@ -200,22 +228,20 @@ def to_markdown(t: ComparisonTable) -> str:
             out.append("–" if c is None else (f"**{c.text()}**" if c.best else c.text()))
         lines.append("| " + " | ".join(out) + " |")
     text = "\n".join(lines) + "\n"
-    text += "\nMean ± std over seeds; best per column in bold; ↓ lower is better, ↑ higher is better.\n"
+    text += "\n" + t.legend() + "\n"
     if t.spent:
         eps_values = sorted({e for _, e in t.spent})
-        text += f"\nε spent (largest over seeds, accountant {', '.join(t.accountants) or 'none'}):\n\n"
+        text += f"\n{_spend_title(t)}:\n\n"
         text += "| method | " + " | ".join(f"target ε={eps_label(e)}" for e in eps_values) + " |\n"
         text += "|:---|" + "|".join(["---:"] * len(eps_values)) + "|\n"
         for row in t.rows:
             vals = [t.spent.get((row, e)) for e in eps_values]
             text += "| " + row + " | " + " | ".join(_spend_text(v) for v in vals) + " |\n"
-        if any(v is not None and math.isnan(v) for v in t.spent.values()):
-            text += "\n“not verified”: samples evaluated with `dpgen-bench evaluate`; their ε is the author's claim.\n"
+        if _unverified(t):
+            text += f"\n{UNVERIFIED}\n"
     if t.audited:
         eps_values = sorted({e for _, e in t.audited})
-        text += ("\nε audited (empirical lower bounds at the audit's confidence: mechanism audit · the same under a Gaussian "
-                 "trade-off curve; one-run black-box audit in brackets; a bound above ε spent would be FLAGGED; "
-                 "docs/audit.md):\n\n")
+        text += f"\n{AUDITED}:\n\n"
         text += "| method | " + " | ".join(f"target ε={eps_label(e)}" for e in eps_values) + " |\n"
         text += "|:---|" + "|".join(["---:"] * len(eps_values)) + "|\n"
         for row in dict.fromkeys([r for r, _ in t.audited]):
@@ -228,6 +254,20 @@ def to_markdown(t: ComparisonTable) -> str:
     return text
 
 
+UNVERIFIED = "“not verified”: samples evaluated with `dpgen-bench evaluate`; their ε is the author's claim."
+AUDITED = ("ε audited (empirical lower bounds at the audit's confidence: mechanism audit · the same under a Gaussian "
+           "trade-off curve; one-run black-box audit in brackets; a bound above ε spent would be FLAGGED; "
+           "docs/audit.md)")
+
+
+def _spend_title(t: ComparisonTable) -> str:
+    return f"ε spent (largest over seeds, accountant {', '.join(t.accountants) or 'none'})"
+
+
+def _unverified(t: ComparisonTable) -> bool:
+    return any(v is not None and math.isnan(v) for v in t.spent.values())
+
+
 def _spend_text(v: float | None) -> str:
     if v is None:
         return "–"
@@ -236,13 +276,19 @@ def _spend_text(v: float | None) -> str:
     return "∞" if math.isinf(v) else f"{v:.3f}"
 
 
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "$": r"\$", "{": r"\{",
+                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_UNICODE = {"±": r"$\pm$", "∞": r"$\infty$", "–": "--", "†": r"$^\dagger$", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
+                "ε": r"$\varepsilon$", "δ": r"$\delta$", "·": r"$\cdot$", "“": "``", "”": "''", "≤": r"$\leq$"}
+
+
 def _tex(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"), ("$", r"\$")):
-        s = s.replace(a, b)
-    return s.replace("±", r"$\pm$").replace("∞", r"$\infty$").replace("–", "--").replace("†", r"$^\dagger$")
+    """Plain text as LaTeX: special characters escaped (one pass, so no escape is escaped again), then the
+    symbols the tables use as math."""
+    return "".join(_TEX_UNICODE.get(ch, _TEX_SPECIAL.get(ch, ch)) for ch in s)
 
 
-def to_latex(t: ComparisonTable) -> str:
+def _latex_results(t: ComparisonTable) -> list[str]:
     metrics = t.metrics
     groups = [[c for c in t.columns if (c[0], c[1]) == m] for m in metrics]
     spec = "l" + "".join(" " + "c" * len(g) for g in groups)
@@ -267,12 +313,41 @@ def to_latex(t: ComparisonTable) -> str:
                 txt = _tex(cell.text())
                 out.append(rf"\textbf{{{txt}}}" if cell.best else txt)
         lines.append(" & ".join(out) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    return lines + [r"\bottomrule", r"\end{tabular}"]
+
+
+def _latex_spend(t: ComparisonTable) -> list[str]:
+    eps_values = sorted({e for _, e in t.spent})
+    head = ["Method"] + [_tex(f"target ε={eps_label(e)}") for e in eps_values]
+    lines = [r"\begin{tabular}{l" + "c" * len(eps_values) + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+    for row in t.rows:
+        lines.append(" & ".join([_tex(row)] + [_tex(_spend_text(t.spent.get((row, e)))) for e in eps_values]) + r" \\")
+    return lines + [r"\bottomrule", r"\end{tabular}"]
+
+
+def to_latex(t: ComparisonTable) -> str:
+    """A complete ``table`` float (needs ``booktabs``): the results tabular, its legend as the caption, the ε-spent
+    tabular, then the notes (metrics not computed and why, what † marks, failed cells, audits) in a footnote-size
+    block — everything the Markdown table says."""
+    caption = _tex(t.legend())
+    lines = [r"% dpgen-bench comparison table; needs \usepackage{booktabs}", r"\begin{table}[ht]", r"\centering",
+             rf"\caption{{{caption}}}", *_latex_results(t)]
+    if t.spent:
+        lines += [r"\par\medskip", rf"{_tex(_spend_title(t))}\par\smallskip", *_latex_spend(t)]
+    notes = ([UNVERIFIED] if t.spent and _unverified(t) else []) + t.notes
+    if t.audited:
+        notes.append(AUDITED + ": " + "; ".join(f"{row} ε={eps_label(e)}: {text}" for (row, e), text in t.audited.items()))
+    notes += [f"Power check: {line}" for line in t.power]
+    if notes:
+        lines += [r"\par\smallskip", r"{\footnotesize\raggedright"] + [_tex(n) + r"\par" for n in notes] + ["}"]
+    lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(t: ComparisonTable) -> str:
-    """Wide CSV: one row per method; for each (metric, ε) the mean, std and number of seeds."""
+    """Wide CSV: one row per method; for each (metric, ε) the mean, std, number of seeds and the † mark
+    (``same_space_as_training``); then the ε spent per target ε (as the Markdown spend table), the accountant, and
+    ``notes``: what the Markdown notes say about that method (metrics not computed and why, † explained, failures)."""
     data = {}
     for c in t.columns:
         label, d, e = c
@@ -283,6 +358,10 @@ def to_csv(t: ComparisonTable) -> str:
             data.setdefault(f"{stem} std", {})[row] = None if cell is None else cell.std
             data.setdefault(f"{stem} n_seeds", {})[row] = None if cell is None else cell.n
             data.setdefault(f"{stem} same_space_as_training", {})[row] = None if cell is None else cell.same_space
+    for e in sorted({e for _, e in t.spent}):
+        data[f"eps={eps_label(e)} spent"] = {row: _spend_text(t.spent.get((row, e))) for row in t.rows}
+    data["accountant"] = {row: ", ".join(t.accountants) for row in t.rows}
+    data["notes"] = {row: " | ".join(t.row_notes.get(row, [])) for row in t.rows}
     frame = pd.DataFrame(data, index=pd.Index(t.rows, name="method"))
     return frame.to_csv()
 
