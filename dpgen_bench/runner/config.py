@@ -368,14 +368,17 @@ def parse_config(data: Mapping[str, Any]) -> BenchConfig:
     rather than one per attempt."""
     if not isinstance(data, Mapping):
         raise ConfigFileError(f"a benchmark config must be a mapping of keys, got {type(data).__name__}")
-    _plugin_phase(data.get("plugins"))
+    plugin_problems = _plugin_phase(data.get("plugins"))
     try:
-        return BenchConfig.model_validate(dict(data))
+        config = BenchConfig.model_validate(dict(data))
     except ValidationError as exc:
         schema = _validation_problems(exc)
         bad = {tuple(err["loc"][:2]) for err in exc.errors()} | {tuple(err["loc"][:1]) for err in exc.errors()}
-        problems = [_SCHEMA_PREFIX + line for line in schema] + _unvalidated_problems(dict(data), bad)
-        raise ConfigFileError(problems) from None
+        problems = [_SCHEMA_PREFIX + line for line in schema] + plugin_problems
+        raise ConfigFileError(problems + _unvalidated_problems(dict(data), bad)) from None
+    if plugin_problems:
+        raise ConfigFileError(plugin_problems)
+    return config
 
 
 def _unvalidated_problems(data: dict[str, Any], bad: set[tuple]) -> list[str]:
@@ -385,13 +388,6 @@ def _unvalidated_problems(data: dict[str, Any], bad: set[tuple]) -> list[str]:
     from ..method import ConfigError, build_config
 
     problems: list[str] = []
-    plugins = data.get("plugins") or []
-    if ("plugins",) not in bad and isinstance(plugins, list):
-        for module in plugins:
-            try:
-                importlib.import_module(str(module))
-            except ImportError as exc:
-                problems.append(f"plugins: cannot import module {module!r}: {exc}")
     if isinstance(data.get("dataset"), str) and ("dataset",) not in bad:
         from .. import data as datasets
 
@@ -537,20 +533,26 @@ def dump_config(config: BenchConfig, method_configs: Mapping[str, Any] | None = 
 # ----------------------------------------------------------------------------- checks before training
 
 
-def _plugin_phase(plugins: Any) -> None:
+def _plugin_phase(plugins: Any) -> list[str]:
     """Before validation: installed plugins and the config's ``plugins:`` modules register what the rest of the
-    config may name (executor, dataset, accountant, methods...). A malformed list is left to validation."""
-    if not (isinstance(plugins, list) and all(isinstance(m, str) for m in plugins)):
+    config may name (executor, dataset, accountant, methods...). Returns one problem per module that does not
+    import (all of them, not the first); a malformed list is left to validation."""
+    if not isinstance(plugins, list):
         plugins = []
-    try:
-        load_plugins(plugins)
-    except PluginImportError as exc:
-        raise ConfigFileError(str(exc)) from None
+    problems = []
+    for module in [m for m in plugins if isinstance(m, str)] or [None]:
+        try:
+            load_plugins([module] if module else [])
+        except PluginImportError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def import_plugins(config: BenchConfig) -> None:
     """The plugin phase for an already parsed config (idempotent: imported modules are cached)."""
-    _plugin_phase(list(config.plugins))
+    problems = _plugin_phase(list(config.plugins))
+    if problems:
+        raise ConfigFileError(problems)
 
 
 def resolve_methods(config: BenchConfig) -> dict[str, Any]:
