@@ -1,11 +1,13 @@
 """``grad_sample_mode="grouped"``: one gradient per example straight from the hooks equals what today's path
 (Opacus hooks: per-row gradients, then the group's sum or mean) clips, layer by layer and for the two trainers
 that group rows (DPDM's K draws, the DP-CGAN discriminator's (real, fake) pair). Tolerance: relative error
-‖got − expected‖ / ‖expected‖ ≤ 1e-5 per parameter (float32)."""
+‖got − expected‖ / ‖expected‖ ≤ 1e-5 per parameter (float32). ``DPGEN_BENCH_TEST_DEVICE=cuda`` runs them on a GPU
+(TF32 off there: it is a precision option of its own, not part of the equality)."""
 
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 
 import pytest
@@ -23,7 +25,16 @@ from dpgen_bench_baselines.grouped_grad_sample import GroupedGradSampleModule, g
 from dpgen_bench_baselines.per_sample_conv import PerSampleConv2d, register_with_opacus
 
 RTOL = 1e-5
-QUIET = RunContext(progress=False)
+DEVICE = os.environ.get("DPGEN_BENCH_TEST_DEVICE", "cpu")
+QUIET = RunContext(device=DEVICE, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _full_precision_convolutions():
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = before
 
 
 def assert_rel_close(got: list[torch.Tensor], expected: list[torch.Tensor], names: list[str]) -> None:
@@ -78,8 +89,8 @@ def test_grouped_gradient_of_each_layer_is_the_mean_of_its_rows_per_row_gradient
     make, inputs = LAYERS[name]
     b, k = 3, 4
     torch.manual_seed(0)
-    layer = make()
-    x = inputs(b * k)
+    layer = make().to(DEVICE)
+    x = inputs(b * k).to(DEVICE)
     rows, grouped = GradSampleModule(copy.deepcopy(layer)), GroupedGradSampleModule(copy.deepcopy(layer))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # full backward hooks on inputs without grad
@@ -102,7 +113,7 @@ def _dpdm_rows_and_clipped(mode: str, x, y, draws, clip: float, **extra) -> tupl
     method = DPDM({**TINY, **extra, "grad_sample_mode": mode}, INFO, seed=0, context=QUIET)
     net = method.net.train()
     opt = torch.optim.SGD(net.parameters(), lr=1.0)
-    net, opt, _ = make_private_denoiser(net, opt, DataLoader(TensorDataset(x, y), batch_size=len(x)),
+    net, opt, _ = make_private_denoiser(net, opt, DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=len(x)),
                                         noise_multiplier=0.0, max_grad_norm=clip, expected_batch_size=1,
                                         grad_sample_mode=mode)
     opt.zero_grad(set_to_none=True)
@@ -117,7 +128,7 @@ def test_dpdm_grouped_mode_clips_the_same_k_averaged_gradients_as_hooks(physical
     """Every parameter of the U-Net (convs, GroupNorm, attention, class and time embeddings): the per-example rows
     and the clipped sum (σ = 0, C small enough to clip every row) agree with hooks + ``average_over_draws``."""
     g = torch.Generator().manual_seed(3)
-    x, y = torch.rand(5, 1, 8, 8, generator=g), torch.randint(0, 3, (5,), generator=g)
+    x, y = torch.rand(5, 1, 8, 8, generator=g).to(DEVICE), torch.randint(0, 3, (5,), generator=g).to(DEVICE)
     draws = DPDM({**TINY}, INFO, context=QUIET).draws(5, g)
     extra = {"physical_batch_size": physical_batch_size}
     rows_h, clipped_h = _dpdm_rows_and_clipped("hooks", x, y, draws, 1e-3, **extra)
@@ -135,7 +146,7 @@ def test_dpdm_grouped_mode_never_holds_per_row_gradients() -> None:
     net, _, _ = make_private_denoiser(method.net.train(), torch.optim.SGD(method.net.parameters(), lr=1.0),
                                       DataLoader(TensorDataset(x, y), batch_size=4), noise_multiplier=0.0,
                                       max_grad_norm=1.0, expected_batch_size=4, grad_sample_mode="grouped")
-    method._chunk_backward(net, x, y, method.draws(4, g), step=0)
+    method._chunk_backward(net, x.to(DEVICE), y.to(DEVICE), method.draws(4, g), step=0)
     assert {p.grad_sample.shape[0] for p in net.parameters()} == {4}
     with pytest.raises(RuntimeError, match="not a multiple of K"):
         average_over_draws(net, 3)
@@ -150,9 +161,9 @@ def _cgan_rows_and_clipped(mode: str, x, y, z, clip: float):
     from dpgen_bench_baselines.dp_gan import make_private_discriminator
 
     torch.manual_seed(0)
-    D = method.build_discriminator()
+    D = method.build_discriminator().to(DEVICE)
     opt = torch.optim.SGD(D.parameters(), lr=1.0)
-    D, opt, _ = make_private_discriminator(D, opt, DataLoader(TensorDataset(x, y), batch_size=len(x)),
+    D, opt, _ = make_private_discriminator(D, opt, DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=len(x)),
                                            noise_multiplier=0.0, max_grad_norm=clip, expected_batch_size=1,
                                            grad_sample_mode=mode)
     opt.zero_grad(set_to_none=True)
@@ -165,8 +176,8 @@ def _cgan_rows_and_clipped(mode: str, x, y, z, clip: float):
 def test_dp_cgan_grouped_mode_clips_the_same_per_pair_gradients_as_hooks() -> None:
     """One forward of the 2B interleaved rows, grouped by pair, gives hooks' ∇[ℓ_real(x_i) + ℓ_fake(f_i)]."""
     g = torch.Generator().manual_seed(1)
-    x, y, z = torch.rand(6, 1, 28, 28, generator=g), torch.randint(0, 10, (6,), generator=g), torch.randn(6, 8,
-                                                                                                         generator=g)
+    x, y, z = (t.to(DEVICE) for t in (torch.rand(6, 1, 28, 28, generator=g), torch.randint(0, 10, (6,), generator=g),
+                                       torch.randn(6, 8, generator=g)))
     rows_h, clipped_h = _cgan_rows_and_clipped("hooks", x, y, z, 1e-3)
     rows_g, clipped_g = _cgan_rows_and_clipped("grouped", x, y, z, 1e-3)
     names = [n for n, _ in clipped_h]
