@@ -59,7 +59,7 @@ from dpgen_bench.privacy.noise import public_generator, release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
-from .per_sample_conv import register_with_opacus, skip_batch_weight_grads
+from .dp_sgd import GradSampleMode, groups_rows, make_private_module
 
 AUDIT_OUTSIDER_NORM = 1.0e4
 """Norm of the latent the audit gives the canary's fakes (:meth:`_BaseDPGAN.audit_latents`): large enough that,
@@ -78,7 +78,7 @@ def make_private_discriminator(
     noise_multiplier: float,
     max_grad_norm: float,
     expected_batch_size: int,
-    grad_sample_mode: Literal["hooks", "functorch", "ew"] = "hooks",
+    grad_sample_mode: GradSampleMode = "hooks",
     noise_generator: torch.Generator | None = None,
 ) -> tuple[nn.Module, DPOptimizer, PrivacyEngine]:
     """Wrap discriminator ``D`` and its optimizer for DP-SGD with Opacus; returns (D, optimizer, engine).
@@ -89,31 +89,15 @@ def make_private_discriminator(
     In hooks mode the batch weight gradients that ``DPOptimizer`` discards are not computed
     (:func:`skip_batch_weight_grads`). ``noise_generator`` draws the gradient noise; None means a fresh one
     seeded from OS entropy (:func:`dpgen_bench.privacy.noise.release_generator`), never the public run seed.
+    ``"grouped"`` is hooks mode through :class:`~.grouped_grad_sample.GroupedGradSampleModule`: the trainer then
+    runs each (real, fake) pair as two consecutive rows of one forward and gets one gradient per pair directly.
     """
-    from opacus import PrivacyEngine  # imported on use: importing the baselines stays cheap
-
-    register_with_opacus()
     if noise_generator is None:
         noise_generator = release_generator(next(D.parameters()).device)
-    with warnings.catch_warnings():
-        # "Secure RNG turned off": Opacus's secure_mode needs torchcsprng; the noise and batch sampling
-        # here use OS-entropy-seeded generators instead (dpgen_bench.privacy.noise).
-        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
-        engine = PrivacyEngine(accountant="prv")
-    D, optimizer, _ = engine.make_private(
-        module=D,
-        optimizer=optimizer,
-        data_loader=loader,
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm,
-        poisson_sampling=False,
-        grad_sample_mode=grad_sample_mode,
-        noise_generator=noise_generator,
-    )
+    D, optimizer, engine = make_private_module(
+        D, optimizer, loader, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+        grad_sample_mode=grad_sample_mode, noise_generator=noise_generator)
     optimizer.expected_batch_size = expected_batch_size  # Opacus derives it from len(loader)
-    D.forbid_grad_accumulation()  # a stray second backward before step() would raise
-    if grad_sample_mode == "hooks":
-        skip_batch_weight_grads(D)
     return D, optimizer, engine
 
 
@@ -145,9 +129,10 @@ class DPGANConfig(MethodConfig):
     z_dim: int = Field(100, ge=1, le=4096, description="generator noise dimension")
     g_width: int = Field(64, ge=4, le=1024, description="generator channels at full resolution")
     d_width: int = Field(32, ge=4, le=1024, description="discriminator channels after the first conv")
-    grad_sample_mode: Literal["hooks", "functorch"] = Field(
-        "hooks", description="how Opacus computes per-sample gradients (both keep the pair semantics); hooks is "
-        "the faster on CPU and also skips the batch weight gradient DP-SGD discards"
+    grad_sample_mode: Literal["hooks", "functorch", "grouped"] = Field(
+        "hooks", description="how per-pair gradients are computed (all keep the pair semantics): Opacus's hooks "
+        "(also skips the batch weight gradient DP-SGD discards) or functorch, or grouped (one forward of the "
+        "2B rows, one gradient per pair from the hooks: docs/dpsgd_speed.md)"
     )
 
     @field_validator("g_width", "d_width")
@@ -316,8 +301,16 @@ class _BaseDPGAN(GenerativeMethod):
         labels = y if self.conditional else None
         with torch.no_grad():
             fake = self.generator(z, labels)
-        # Two forwards, one backward: Opacus sums row i of both passes into one per-pair gradient.
-        per_pair = self._d_loss(D(x, labels), D(fake, labels))
+        pairs = 2 if m > 0 and groups_rows(D) else 1
+        if pairs == 2:
+            # Grouped mode: one forward of the 2B rows, pair i = rows 2i, 2i+1 (D is per-example, so each row's
+            # logit is the one it gets alone); the hooks then give one gradient per pair directly.
+            rows = torch.stack([x, fake], 1).flatten(0, 1)
+            logits = D(rows, labels.repeat_interleave(2) if labels is not None else None).view(m, 2)
+            per_pair = self._d_loss(logits[:, 0], logits[:, 1])
+        else:
+            # Two forwards, one backward: Opacus sums row i of both passes into one per-pair gradient.
+            per_pair = self._d_loss(D(x, labels), D(fake, labels))
         loss = per_pair.sum() / max(m, 1)  # "mean" reduction that survives an empty batch
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
@@ -328,7 +321,13 @@ class _BaseDPGAN(GenerativeMethod):
             # The images do not require grad, so PyTorch notes that Opacus's full backward hooks fire on
             # module outputs; those output gradients are exactly what Opacus needs (checked per pair in tests).
             warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-            loss.backward()
+            if pairs == 2:
+                from .grouped_grad_sample import grouped_rows  # loaded already: D is a grouped module
+
+                with grouped_rows(D, 2):
+                    loss.backward()
+            else:
+                loss.backward()
 
     def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 z: torch.Tensor, step: int) -> None:
@@ -534,4 +533,4 @@ class DPCGAN(_BaseDPGAN):
     )
 
 
-__all__ = ["DPGAN", "DPCGAN", "DPGANConfig", "TrainingDivergedError", "make_private_discriminator"]
+__all__ = ["DPGAN", "DPCGAN", "DPGANConfig", "GradSampleMode", "TrainingDivergedError", "make_private_discriminator"]

@@ -65,7 +65,8 @@ from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench.privacy.noise import public_generator, release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
-from .per_sample_conv import PerSampleConv2d, register_with_opacus, skip_batch_weight_grads
+from .dp_sgd import GradSampleMode, groups_rows, make_private_module
+from .per_sample_conv import PerSampleConv2d
 
 if TYPE_CHECKING:
     from diffusers import EDMEulerScheduler, UNet2DModel
@@ -124,9 +125,10 @@ class DPDMConfig(MethodConfig):
     layers_per_block: int = Field(1, ge=1, le=8, description="residual blocks per U-Net level")
     norm_groups: int = Field(4, ge=1, le=128, description="GroupNorm groups (must divide every channel count)")
     attention_head_dim: int = Field(8, ge=1, le=512, description="channels per attention head")
-    grad_sample_mode: Literal["hooks", "functorch"] = Field(
-        "hooks", description="how Opacus computes per-sample gradients; hooks is the faster on CPU "
-        "(tests/benchmarks/test_dpdm_step.py); 'ew' does not run on diffusers' U-Net")
+    grad_sample_mode: Literal["hooks", "functorch", "grouped"] = Field(
+        "grouped", description="how per-example gradients are computed: grouped (one gradient per example straight "
+        "from the hooks, never the B·K per-row ones: docs/dpsgd_speed.md), or Opacus's hooks / functorch (per-row "
+        "gradients, then the K-average); 'ew' does not run on diffusers' U-Net")
     pretrain_epochs: float = Field(
         10.0, gt=0, le=100_000, description="passes over the public data when the run provides one (no privacy)")
     pretrain_batch_size: int = Field(128, ge=1, le=65_536, description="batch size of public pre-training")
@@ -271,25 +273,14 @@ def average_over_draws(net: nn.Module, k: int) -> None:
 
 def make_private_denoiser(net: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, *,
                           noise_multiplier: float, max_grad_norm: float, expected_batch_size: int,
-                          grad_sample_mode: str = "hooks"):
+                          grad_sample_mode: GradSampleMode = "hooks"):
     """Wrap ``net`` and ``optimizer`` for DP-SGD (Opacus); gradient noise from OS entropy, never the run seed.
     ``expected_batch_size`` is B (examples, not B·K rows): the divisor of the noisy sum of clipped rows."""
-    from opacus import PrivacyEngine
-
-    register_with_opacus()
     validate_private_net(net)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
-        engine = PrivacyEngine(accountant="prv")
-    net, optimizer, _ = engine.make_private(
-        module=net, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm, poisson_sampling=False, grad_sample_mode=grad_sample_mode,
-        noise_generator=release_generator(next(net.parameters()).device),
-    )
+    net, optimizer, engine = make_private_module(
+        net, optimizer, loader, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+        grad_sample_mode=grad_sample_mode, noise_generator=release_generator(next(net.parameters()).device))
     optimizer.expected_batch_size = expected_batch_size  # Opacus derives it from len(loader)
-    net.forbid_grad_accumulation()
-    if grad_sample_mode == "hooks":
-        skip_batch_weight_grads(net)
     return net, optimizer, engine
 
 
@@ -392,6 +383,12 @@ class DPDM(GenerativeMethod):
             raise TrainingDivergedError(f"diffusion loss is {loss.item()} at step {step + 1}; lower lr")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+            if groups_rows(net):  # grouped: the hooks give the K-averaged rows
+                from .grouped_grad_sample import grouped_rows
+
+                with grouped_rows(net, k):
+                    loss.backward()
+                return
             loss.backward()
         average_over_draws(net, k)
 
