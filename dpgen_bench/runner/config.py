@@ -215,8 +215,13 @@ class BenchConfig(_Strict):
     download: bool = False
     """Allow downloading datasets that need it (torchvision)."""
     split_seed: int = 0
-    """Seed of the deterministic stratified train/test split (same for every cell)."""
+    """Seed of the deterministic stratified train/test split (same for every cell; ``split: pooled`` only)."""
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    """Test share of the pooled split (``split: pooled`` only)."""
+    split: Literal["pooled", "official"] = "pooled"
+    """``pooled``: the benchmark's seeded stratified split of all examples; ``official``: the field's split
+    (official train minus a seed-0 validation part / official test; ``docs/protocol.md``), for datasets that
+    have one (mnist, fashion-mnist, cifar10, celeba32/64). Recorded in every row (``split`` column)."""
     methods: list[MethodSpec] = Field(min_length=1)
     epsilons: list[float] = Field(min_length=1)
     """Target ε values (> 0; ``.inf`` for a non-private reference run). The only place ε is set."""
@@ -529,12 +534,14 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
 
     The plan is the method's own (:meth:`GenerativeMethod.privacy_plan`) at the split's declared size, and
     the budget the one the cells will get (δ rule included), so this is the calibration ``fit`` will do."""
-    from ..data import dataset_spec
-    from ..data.splits import nominal_split_sizes
+    from ..data.splits import declared_train_size
     from ..privacy.budget import PrivacyBudget
     from ..privacy.calibration import CalibrationError, calibrate
 
-    n_hat, _ = nominal_split_sizes(dataset_spec(config.dataset).size, config.test_fraction)
+    try:
+        n_hat = declared_train_size(config.dataset, config.split, config.test_fraction)
+    except ValueError as exc:
+        raise ConfigFileError(f"split: {exc}") from None
     try:
         plan = cls.privacy_plan(method_config, n_hat)
     except ValueError as exc:

@@ -47,15 +47,17 @@ class PrivacyCheckError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=2)
-def _splits(dataset: str, split_seed: int, test_fraction: float, data_dir: str | None, download: bool):
+def _splits(dataset: str, split_seed: int, test_fraction: float, data_dir: str | None, download: bool,
+            split: str = "pooled"):
     from ..data import load_splits
 
-    return load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir, download=download)
+    return load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir, download=download,
+                       split=split)
 
 
 def load_cell_splits(cell: Cell):
-    """The cell's (train, test, info) splits (cached per process: every cell of a run shares them)."""
-    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download)
+    """The cell's (train, test, info[, val]) splits (cached per process: every cell of a run shares them)."""
+    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download, cell.split)
 
 
 def budget_for(cell: Cell, nominal_train_size: int) -> PrivacyBudget:
@@ -180,6 +182,7 @@ def _cell_facts(cell: Cell, device: str) -> dict[str, Any]:
         "accountant": cell.accountant,
         "neighbouring": NEIGHBOURING,
         "seed": cell.seed,
+        "split": cell.split,
         "split_seed": cell.split_seed,
         "public_dataset": cell.public_data["dataset"] if cell.public_data is not None else None,
         "device": str(device),
