@@ -71,6 +71,9 @@ class Cell:
             data["public_data"] = {k: v for k, v in self.public_data.items() if k not in ("data_dir", "download")}
         data["method_config"] = dict(self.method_config)
         data["evaluation"] = self.evaluation.model_dump(mode="json")
+        if self.evaluation.protocol == "dpgen-bench":  # the default protocol's cells keep the keys they always had
+            for key in ("protocol", "selection", "dpimagebench"):
+                data["evaluation"].pop(key)
         return data
 
     @property
