@@ -13,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("results_dir", help="directory written by `dpgen-bench run`")
     p.add_argument("--format", "-f", choices=("md", "latex", "csv"), default="md", help="table format (default md)")
     p.add_argument("--output", "-o", default=None, help="write to this file instead of printing")
+    p.add_argument("--published", nargs="?", const="", default=None, metavar="DATASET",
+                   help="also show DPImageBench's published rows (default: those of the results' dataset family), "
+                        "in a section of their own, never in a mean (Markdown only; docs/protocol.md)")
     p.set_defaults(handler=_table)
 
     q = sub.add_parser("plot", help="re-render the plots of a results directory")
@@ -43,7 +46,21 @@ def _table(args) -> int:
     from ..runner.store import write_atomic
     from ..runner.tables import render
 
-    text = render(_results(args.results_dir), args.format)
+    from . import UsageError
+
+    df = _results(args.results_dir)
+    published = None
+    if args.published is not None:
+        from ..reference import published_for
+
+        datasets = [args.published] if args.published else sorted(set(df["dataset"].dropna().astype(str)))
+        try:
+            published = __import__("pandas").concat([published_for(d) for d in datasets], ignore_index=True)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if args.format != "md":
+            raise UsageError(f"--published works with --format md only, not {args.format!r}")
+    text = render(df, args.format, published=published)
     if args.output:
         write_atomic(args.output, text)
         print(f"wrote {args.output}")

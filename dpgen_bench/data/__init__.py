@@ -19,7 +19,9 @@ from .registry import (
     load_dataset,
     register_dataset,
 )
-from .splits import DatasetSplits, load_splits, split_dataset, stratified_split_indices
+from .registry import OfficialSplit
+from .splits import (SPLITS, DatasetSplits, declared_train_size, load_splits, split_dataset, split_official,
+                     stratified_split_indices)
 from .types import DatasetInfo, ImageDataset
 
 __all__ = [
@@ -32,6 +34,10 @@ __all__ = [
     "DatasetSplits",
     "DatasetUnavailableError",
     "ImageDataset",
+    "OfficialSplit",
+    "SPLITS",
+    "declared_train_size",
+    "split_official",
     "UnknownDatasetError",
     "class_balanced_loader",
     "dataset_spec",

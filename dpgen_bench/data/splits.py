@@ -1,7 +1,12 @@
-"""Deterministic, stratified train/test splits.
+"""Deterministic train/test splits: ``pooled`` (the default) and ``official``.
 
-The benchmark trains methods on ``train`` only; ``test`` is for evaluation and never reaches a method
-(the runner enforces this). Both parts keep every class in the same proportion (per-class rounding).
+``pooled``: the benchmark's own seeded split, stratified per class, of all examples (torchvision datasets
+pool their official parts first). ``official``: the field's split (``docs/protocol.md``): the official train
+part minus a sensitive validation part drawn with seed 0 is ``train``, the official test part is ``test``,
+and the validation part is ``val`` (evaluation only).
+
+The benchmark trains methods on ``train`` only; ``test`` and ``val`` are for evaluation and never reach a
+method (the runner hands ``fit`` the train split alone).
 """
 
 from __future__ import annotations
@@ -12,17 +17,22 @@ from pathlib import Path
 
 import torch
 
-from .registry import load_dataset
+from .registry import OfficialSplit, dataset_spec, load_dataset
 from .types import DatasetInfo, ImageDataset
+
+SPLITS = ("pooled", "official")
+"""The split kinds a config may name (``split:``)."""
 
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """The private training split, the held-out test split and the shared public metadata."""
+    """The private training split, the held-out test split, the shared public metadata and, for the
+    official split, the sensitive validation split (held out of generator training; evaluation only)."""
 
     train: ImageDataset
     test: ImageDataset
     info: DatasetInfo
+    val: ImageDataset | None = None
 
 
 def stratified_split_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,6 +73,7 @@ def split_dataset(dataset: ImageDataset, *, seed: int = 0, test_fraction: float 
     train_idx, test_idx = stratified_split_indices(dataset.labels, test_fraction, seed)
     nominal = (None, None) if dataset.nominal_size is None else nominal_split_sizes(dataset.nominal_size, test_fraction)
     record = {
+        "split": "pooled",
         "split_seed": int(seed),
         "test_fraction": float(test_fraction),
         "split_rule": "stratified per class, torch.randperm with torch.Generator().manual_seed(split_seed)",
@@ -81,6 +92,76 @@ def split_dataset(dataset: ImageDataset, *, seed: int = 0, test_fraction: float 
     return DatasetSplits(train=train, test=test, info=dataset.info)
 
 
+def official_split_indices(n_official_train: int, train_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train positions, val positions) within the official train part, DPImageBench's draw:
+    ``torch.manual_seed(seed); random_split(range(n), [train_size, n - train_size])``, i.e. the first
+    ``train_size`` entries of ``torch.randperm(n)`` under ``seed`` go to train (in that order), the rest to val."""
+    if not 0 < train_size < n_official_train:
+        raise ValueError(f"the official train part has {n_official_train} rows; a train split of {train_size} "
+                         f"must leave a non-empty validation part")
+    perm = torch.randperm(int(n_official_train), generator=torch.Generator().manual_seed(int(seed)))
+    return perm[:train_size], perm[train_size:]
+
+
+def split_official(dataset: ImageDataset, official: OfficialSplit) -> DatasetSplits:
+    """The official split of a loaded (pooled) dataset whose ``meta["official_test"]`` marks the official
+    test rows (and ``meta["official_other"]``, if present, rows of neither part). Each part declares the
+    protocol's sizes (:class:`OfficialSplit`), never its length."""
+    test_mask = dataset.meta.get("official_test")
+    if not isinstance(test_mask, torch.Tensor) or test_mask.shape != (len(dataset),):
+        raise ValueError(f"dataset {dataset.info.name!r} does not mark its official test rows "
+                         f"(meta['official_test']); only datasets with an official partition have split: official")
+    other = dataset.meta.get("official_other")
+    train_mask = ~test_mask if other is None else ~test_mask & ~other
+    official_train = torch.nonzero(train_mask, as_tuple=True)[0]
+    train_pos, val_pos = official_split_indices(len(official_train), official.train_size, official.seed)
+    record = {
+        "split": "official",
+        "split_seed": official.seed,
+        "split_rule": ("official train part minus a validation part: torch.randperm(n, generator seeded "
+                       f"{official.seed})[:train_size] is train (DPImageBench's random_split); official test part is test"),
+        "nominal_train_size": official.train_size,
+        "nominal_val_size": official.val_size,
+        "nominal_test_size": official.test_size,
+    }
+    parts = {}
+    for name, idx, size in (("train", official_train[train_pos], official.train_size),
+                            ("val", official_train[val_pos], official.val_size),
+                            ("test", torch.nonzero(test_mask, as_tuple=True)[0], official.test_size)):
+        part = dataclasses.replace(dataset.subset(idx, split=name), nominal_size=size)
+        part.meta.update(record)
+        for key, value in list(part.meta.items()):  # per-row tensors follow their rows
+            if isinstance(value, torch.Tensor) and value.shape[:1] == (len(dataset),):
+                part.meta[key] = value[idx]
+        parts[name] = part
+    return DatasetSplits(train=parts["train"], test=parts["test"], info=dataset.info, val=parts["val"])
+
+
+def official_split_of(name: str) -> OfficialSplit:
+    """The :class:`OfficialSplit` of dataset ``name``; ValueError naming the datasets that have one."""
+    from .registry import list_datasets
+
+    official = dataset_spec(name).official
+    if official is None:
+        having = [n for n in list_datasets() if dataset_spec(n).official is not None]
+        raise ValueError(f"dataset {name!r} has no official split; split: official needs one of {having} "
+                         f"(or split: pooled)")
+    return official
+
+
+def declared_train_size(name: str, split: str = "pooled", test_fraction: float = 0.2) -> int:
+    """The declared (public) size n̂ of the train split ``split`` of dataset ``name``, without loading it."""
+    check_split(split)
+    if split == "official":
+        return official_split_of(name).train_size
+    return nominal_split_sizes(dataset_spec(name).size, test_fraction)[0]
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+
+
 def load_splits(
     name: str,
     *,
@@ -88,6 +169,13 @@ def load_splits(
     test_fraction: float = 0.2,
     data_dir: str | Path | None = None,
     download: bool = False,
+    split: str = "pooled",
 ) -> DatasetSplits:
-    """Load ``name`` and split it deterministically (``mnist-5k`` → 4,000 train / 1,000 test)."""
-    return split_dataset(load_dataset(name, data_dir=data_dir, download=download), seed=seed, test_fraction=test_fraction)
+    """Load ``name`` and split it deterministically: ``pooled`` (``mnist-5k`` → 4,000 train / 1,000 test;
+    ``seed`` and ``test_fraction`` apply) or ``official`` (the dataset's :class:`OfficialSplit`, with ``val``)."""
+    check_split(split)
+    official = official_split_of(name) if split == "official" else None  # before loading: fail fast
+    dataset = load_dataset(name, data_dir=data_dir, download=download)
+    if official is not None:
+        return split_official(dataset, official)
+    return split_dataset(dataset, seed=seed, test_fraction=test_fraction)

@@ -52,6 +52,9 @@ class TorchvisionSource:
     """Paths relative to ``folder`` that must exist (a trailing ``/`` marks a directory)."""
     read: Callable[[Path, bool], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     """``(root, download) -> (uint8 images NCHW, int64 labels, bool official_test mask)``."""
+    official_other: Callable[[Path], torch.Tensor | None] | None = None
+    """``root -> bool mask`` of rows in neither the official train nor test part (CelebA's official validation
+    partition), or None when every row is in one of them. Read for ``split: official``."""
 
     def expected_paths(self, data_dir: str | Path) -> list[Path]:
         return [Path(data_dir) / self.folder / f for f in self.files]
@@ -88,14 +91,12 @@ class TorchvisionSource:
             raise DatasetUnavailableError(
                 self.unavailable_message(info.name, root, f"{what} ({type(exc).__name__}: {exc})")
             ) from exc
-        return ImageDataset(
-            images=images.float().div_(255.0),
-            labels=labels,
-            info=info,
-            split="all",
-            meta={"source": f"torchvision.datasets.{self.torchvision_class}", "data_dir": str(root),
-                  "official_test": official_test},
-        )
+        meta = {"source": f"torchvision.datasets.{self.torchvision_class}", "data_dir": str(root),
+                "official_test": official_test}
+        other = self.official_other(root) if self.official_other is not None else None
+        if other is not None:
+            meta["official_other"] = other
+        return ImageDataset(images=images.float().div_(255.0), labels=labels, info=info, split="all", meta=meta)
 
 
 def _tv():
@@ -168,4 +169,10 @@ CIFAR10 = TorchvisionSource("CIFAR10", "cifar-10-batches-py", CIFAR10_FILES, _re
 
 def celeba(size: int) -> TorchvisionSource:
     """CelebA aligned faces resized and centre-cropped to ``size``×``size`` (label: :data:`CELEBA_LABEL_ATTRIBUTE`)."""
-    return TorchvisionSource("CelebA", "celeba", CELEBA_FILES, _read_celeba(size))
+    return TorchvisionSource("CelebA", "celeba", CELEBA_FILES, _read_celeba(size), official_other=_celeba_official_valid)
+
+
+def _celeba_official_valid(root: Path) -> torch.Tensor | None:
+    """Rows of CelebA's official validation partition (1), or None without the partition file."""
+    partition = _celeba_partition(root)
+    return None if partition is None else partition == 1

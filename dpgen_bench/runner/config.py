@@ -125,6 +125,36 @@ class EvaluationSpec(_Strict):
     """Feature space of precision/recall/density/coverage."""
     fid_weights_path: str | None = None
     """Local Inception-v3 (2015-12-05 TF) checkpoint for FID; None: torch hub cache or download."""
+    protocol: Literal["dpgen-bench", "dpimagebench"] = "dpgen-bench"
+    """``dpgen-bench``: this library's metrics against the test split (the default). ``dpimagebench``: the
+    field's protocol (``docs/protocol.md``): ``metrics`` may then name ``accuracy`` (three classifiers, mean),
+    ``fid`` and ``prdc`` (FID / precision / recall k=4 against the sensitive train split); ``n_samples``
+    should be 60,000."""
+    selection: list[Literal["synthetic-val", "sensitive-val"]] = Field(default_factory=lambda: ["synthetic-val"])
+    """dpimagebench protocol: the classifier epoch selection modes reported (``acc-dpi-<mode>``);
+    ``sensitive-val`` is DPImageBench's (not private, flagged), ``synthetic-val`` the honest one."""
+    dpimagebench: dict[str, Any] = Field(default_factory=dict)
+    """dpimagebench protocol: deviations for CPU runs and tests
+    (:class:`dpgen_bench.metrics.dpimagebench.ProtocolOptions`: ``synthetic_val_size``, ``classifiers``:
+    protocol|tiny, ``epochs``, ``batch_size``); any of them marks the results not comparable."""
+
+    @field_validator("selection", mode="before")
+    @classmethod
+    def _selection(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("dpimagebench")
+    @classmethod
+    def _protocol_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ..metrics.dpimagebench import ProtocolOptions
+
+        try:
+            ProtocolOptions(**value)
+        except TypeError as exc:
+            import dataclasses
+
+            raise ValueError(f"{exc}; valid keys: {[f.name for f in dataclasses.fields(ProtocolOptions)]}") from None
+        return value
 
     @field_validator("accuracy")
     @classmethod
@@ -155,7 +185,22 @@ class EvaluationSpec(_Strict):
                 raise ValueError(f"n_samples_per_metric.{name} must be an integer >= 1, got {n!r}")
         if len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics lists a name twice: {self.metrics}")
+        if self.protocol == "dpimagebench":
+            from ..metrics.dpimagebench import PROTOCOL_METRICS
+
+            other = sorted(set(self.metrics) - set(PROTOCOL_METRICS))
+            if other:
+                raise ValueError(f"protocol dpimagebench computes metrics {list(PROTOCOL_METRICS)}; got {other}")
+            if self.n_samples_per_metric or self.n_real is not None:
+                raise ValueError("protocol dpimagebench uses all n_samples for every metric and the whole splits: "
+                                 "n_samples_per_metric and n_real do not apply")
         return self
+
+    def protocol_options(self):
+        """The :class:`~dpgen_bench.metrics.dpimagebench.ProtocolOptions` of this evaluation."""
+        from ..metrics.dpimagebench import ProtocolOptions
+
+        return ProtocolOptions(**self.dpimagebench)
 
     def sample_count(self, metric: str) -> int:
         return int(self.n_samples_per_metric.get(metric, self.n_samples))
@@ -240,8 +285,13 @@ class BenchConfig(_Strict):
     download: bool = False
     """Allow downloading datasets that need it (torchvision)."""
     split_seed: int = 0
-    """Seed of the deterministic stratified train/test split (same for every cell)."""
+    """Seed of the deterministic stratified train/test split (same for every cell; ``split: pooled`` only)."""
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    """Test share of the pooled split (``split: pooled`` only)."""
+    split: Literal["pooled", "official"] = "pooled"
+    """``pooled``: the benchmark's seeded stratified split of all examples; ``official``: the field's split
+    (official train minus a seed-0 validation part / official test; ``docs/protocol.md``), for datasets that
+    have one (mnist, fashion-mnist, cifar10, celeba32/64). Recorded in every row (``split`` column)."""
     methods: list[MethodSpec] = Field(min_length=1)
     epsilons: list[float] = Field(min_length=1)
     """Target ε values (> 0; ``.inf`` for a non-private reference run). The only place ε is set."""
@@ -632,12 +682,14 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
 
     The plan is the method's own (:meth:`GenerativeMethod.privacy_plan`) at the split's declared size, and
     the budget the one the cells will get (δ rule included), so this is the calibration ``fit`` will do."""
-    from ..data import dataset_spec
-    from ..data.splits import nominal_split_sizes
+    from ..data.splits import declared_train_size
     from ..privacy.budget import PrivacyBudget
     from ..privacy.calibration import CalibrationError, calibrate
 
-    n_hat, _ = nominal_split_sizes(dataset_spec(config.dataset).size, config.test_fraction)
+    try:
+        n_hat = declared_train_size(config.dataset, config.split, config.test_fraction)
+    except ValueError as exc:
+        raise ConfigFileError(f"split: {exc}") from None
     try:
         plan = cls.privacy_plan(method_config, n_hat)
     except ValueError as exc:
@@ -794,7 +846,8 @@ def check_metrics(config: BenchConfig) -> None:
 
 
 def check_metrics_names(names: list[str]) -> None:
-    """ConfigFileError naming any unknown metric and the valid names."""
+    """ConfigFileError naming any unknown metric and the valid names (the dpimagebench protocol's names are
+    registered metrics too)."""
     from ..metrics import list_metrics
 
     known = set(list_metrics())

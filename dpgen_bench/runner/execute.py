@@ -48,15 +48,17 @@ class PrivacyCheckError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=2)
-def _splits(dataset: str, split_seed: int, test_fraction: float, data_dir: str | None, download: bool):
+def _splits(dataset: str, split_seed: int, test_fraction: float, data_dir: str | None, download: bool,
+            split: str = "pooled"):
     from ..data import load_splits
 
-    return load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir, download=download)
+    return load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir, download=download,
+                       split=split)
 
 
 def load_cell_splits(cell: Cell):
-    """The cell's (train, test, info) splits (cached per process: every cell of a run shares them)."""
-    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download)
+    """The cell's (train, test, info[, val]) splits (cached per process: every cell of a run shares them)."""
+    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download, cell.split)
 
 
 def budget_for(cell: Cell, nominal_train_size: int) -> PrivacyBudget:
@@ -112,12 +114,29 @@ def evaluate_samples(
     train_extractor: str | None = None,
     device: str = "cpu",
     progress: bool = False,
+    train: ImageDataset | None = None,
+    val: ImageDataset | None = None,
 ) -> list[dict[str, Any]]:
     """The metric rows of one set of samples (images in [0, 1], NCHW) against the real ``test`` split under
     the evaluation protocol ``evaluation``; the first k samples serve a metric that asks for k. Used by
-    :func:`run_cell` and by ``dpgen-bench evaluate`` for samples made elsewhere."""
+    :func:`run_cell` and by ``dpgen-bench evaluate`` for samples made elsewhere.
+
+    The ``dpimagebench`` protocol also needs the sensitive ``train`` split (FID / precision / recall reference)
+    and, for ``sensitive-val`` selection, the ``val`` split (``split: official``)."""
     from ..metrics import MetricSkippedWarning, compute_metrics
     from ..metrics.accuracy import AccuracyConfig
+
+    if evaluation.protocol == "dpimagebench":
+        from ..metrics import dpimagebench
+
+        if train is None:
+            raise ValueError("the dpimagebench protocol needs the sensitive train split (its FID reference)")
+        synthetic = ImageDataset(images, labels, test.info, split="synthetic", meta={"labelled": labelled})
+        results = dpimagebench.evaluate(
+            list(evaluation.metrics), synthetic, train=train, test=test, val=val, selections=list(evaluation.selection),
+            options=evaluation.protocol_options(), seed=seed, device=device, cache_dir=str(Path(root) / "cache"),
+            fid_weights_path=evaluation.fid_weights_path, train_extractor=train_extractor, progress=progress)
+        return [_metric_row(m) for m in results]
 
     real = test
     if evaluation.n_real is not None and evaluation.n_real < len(test):
@@ -181,6 +200,7 @@ def _cell_facts(cell: Cell, device: str) -> dict[str, Any]:
         "accountant": cell.accountant,
         "neighbouring": NEIGHBOURING,
         "seed": cell.seed,
+        "split": cell.split,
         "split_seed": cell.split_seed,
         "public_dataset": cell.public_data["dataset"] if cell.public_data is not None else None,
         "device": str(device),
@@ -217,7 +237,7 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
     write_artefacts(cell_dir, method, images, labels)
     return evaluate_samples(images, labels, method.samples_labelled, splits.test, cell.evaluation, root=root,
                             seed=cell.seed, split_seed=cell.split_seed, train_extractor=facts["train_extractor"],
-                            device=context.device, progress=context.progress)
+                            device=context.device, progress=context.progress, train=splits.train, val=splits.val)
 
 
 def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool = False) -> dict[str, Any]:

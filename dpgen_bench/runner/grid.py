@@ -58,14 +58,22 @@ class Cell:
     public_data: dict[str, Any] | None = None
     """The method entry's validated ``public_data`` (dataset, resize, ...) or None: a cell with public data is a
     different cell."""
+    split: str = "pooled"
+    """``pooled`` or ``official`` (:data:`dpgen_bench.data.SPLITS`)."""
 
     def key_data(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("data_dir", "download", "public_data")}
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("data_dir", "download", "public_data", "split")}
+        if self.split != "pooled":  # only then: pooled cells keep the keys they always had
+            data["split"] = self.split
         # Where the data lives and whether it may be downloaded do not change the result.
         if self.public_data is not None:  # only then: cells without public data keep the keys they always had
             data["public_data"] = {k: v for k, v in self.public_data.items() if k not in ("data_dir", "download")}
         data["method_config"] = dict(self.method_config)
         data["evaluation"] = self.evaluation.model_dump(mode="json")
+        if self.evaluation.protocol == "dpgen-bench":  # the default protocol's cells keep the keys they always had
+            for key in ("protocol", "selection", "dpimagebench"):
+                data["evaluation"].pop(key)
         return data
 
     @property
@@ -108,6 +116,7 @@ def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cel
                         data_dir=config.data_dir,
                         download=config.download,
                         public_data=spec.public_data.model_dump(mode="json") if spec.public_data is not None else None,
+                        split=config.split,
                     )
                 )
     return cells

@@ -66,6 +66,7 @@ COLUMNS = [
     "delta_rule",
     "neighbouring",
     "seed",
+    "split",
     "split_seed",
     "public_dataset",
     "n_train_nominal",

@@ -46,9 +46,12 @@ class TableCell:
     best: bool = False
     same_space: bool = False
     """Computed in the feature space the method was trained on (shown with †)."""
+    not_private: bool = False
+    """Its computation used private data outside the ledger (e.g. epoch selection on the sensitive validation
+    split; shown with ‡)."""
 
     def text(self) -> str:
-        mark = "†" if self.same_space else ""
+        mark = ("†" if self.same_space else "") + ("‡" if self.not_private else "")
         if self.std is None or self.n < 2:
             return format_number(self.mean) + mark
         return f"{format_number(self.mean)} ± {format_number(self.std)}{mark}"
@@ -155,6 +158,31 @@ def _bounds_text(row: pd.Series) -> str:
     return text
 
 
+def _details(text: Any) -> dict:
+    """A row's ``metric_details`` (JSON text) as a dict; {} when absent or unreadable."""
+    import json
+
+    if not isinstance(text, str):
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _notices(have: pd.DataFrame) -> list[str]:
+    """The distinct ``notice`` texts metric units recorded in their details (protocol caveats), ‡ first."""
+    if "metric_details" not in have:
+        return []
+    found: dict[str, None] = {}
+    for text in have["metric_details"]:
+        notice = _details(text).get("notice")
+        if isinstance(notice, str):
+            found[notice] = None
+    return [("‡ " if "not private" in n else "") + n for n in sorted(found, key=lambda n: "not private" not in n)]
+
+
 def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> ComparisonTable:
     """Pivot a results frame (``results.csv``) into a :class:`ComparisonTable`; ``audit`` (``audit.csv``)
     adds the ε-audited line and the power checks."""
@@ -178,7 +206,9 @@ def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> Comparis
                 std = float(values.std(ddof=1)) if len(values) > 1 else None
                 same = g["same_space_as_training"].astype(str).str.lower().eq("true").any() \
                     if "same_space_as_training" in g else False
-                cells[(row, col)] = TableCell(float(values.mean()), std, int(len(values)), same_space=bool(same))
+                cells[(row, col)] = TableCell(float(values.mean()), std, int(len(values)), same_space=bool(same),
+                                              not_private=any(_details(d).get("not_private") is True
+                                                              for d in g.get("metric_details", [])))
             means = [c.mean for (r, c2), c in cells.items() if c2 == col]
             best = min(means) if direction == "lower" else max(means)
             for (r, c2), c in cells.items():
@@ -201,6 +231,7 @@ def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> Comparis
             what = f"{labels} computed in the {extractor} feature space the method was trained on (biased in its favour)"
             notes.append(f"† {row}: {what}")
             row_notes.setdefault(str(row), []).append(f"† {what}")
+    notes += _notices(have)
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
         what = f"FAILED cell {r['method']} ε={eps_label(float(r['target_epsilon']))} seed={r['seed']}: {r['error']}"
@@ -366,12 +397,41 @@ def to_csv(t: ComparisonTable) -> str:
     return frame.to_csv()
 
 
-def render(df: pd.DataFrame, fmt: Literal["md", "latex", "csv"] = "md", audit: pd.DataFrame | None = None) -> str:
-    """Render a results frame (and, in Markdown, its ``audit.csv`` frame) as a comparison table in ``fmt``."""
+def published_markdown(published: pd.DataFrame, source: str) -> str:
+    """A separate Markdown section of published reference rows (``dpgen_bench.reference``): method ×
+    (metric, ε), values exactly as published. It is built from ``published`` alone, so no published number can
+    enter a measured mean, and says so."""
+    if published.empty:
+        return ""
+    cols = list(dict.fromkeys(zip(published["metric"], published["epsilon"].astype(float), published["unit"])))
+    header = ["method (published)"] + [f"{m}{f' ({u})' if u else ''} ε={eps_label(e)}" for m, e, u in cols]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * len(cols)) + "|"]
+    for method, g in published.groupby("method", sort=False):
+        by = {(m, float(e)): v for m, e, v in zip(g["metric"], g["epsilon"], g["value"])}
+        lines.append("| " + " | ".join([f"{method} [published]"] + [
+            by.get((m, e), "–") for m, e, _ in cols]) + " |")
+    datasets = ", ".join(dict.fromkeys(published["dataset"]))
+    return (f"\nPublished reference rows ({datasets}; {source}). Not measured here, never part of the means above; "
+            f"their protocol (official split, 60,000 samples, sensitive-val selection, FID against the train split) "
+            f"differs from the rows above unless those say protocol dpimagebench at full settings:\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def render(df: pd.DataFrame, fmt: Literal["md", "latex", "csv"] = "md", audit: pd.DataFrame | None = None,
+           published: pd.DataFrame | None = None) -> str:
+    """Render a results frame (and, in Markdown, its ``audit.csv`` frame and published reference rows,
+    :mod:`dpgen_bench.reference`, in a section of their own) as a comparison table in ``fmt``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {list(FORMATS)}")
+    if published is not None and fmt != "md":
+        raise ValueError(f"published reference rows are shown in the Markdown table only, not {fmt!r}")
     table = build_table(df, audit)
-    return {"md": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](table)
+    text = {"md": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](table)
+    if published is not None:
+        from ..reference import SOURCE
+
+        text += published_markdown(published, SOURCE)
+    return text
 
 
 EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
