@@ -170,6 +170,19 @@ class OneRunAuditSpec(_Strict):
     """Synthetic samples drawn from the fitted method for the scores."""
 
 
+class GenericAuditSpec(_Strict):
+    """The generic mechanism audit (``dpgen_bench.audit.generic``): many whole fits on D and D ∪ {canary},
+    the checkpoint as the release. Runs for every method, beside the hook-based audit where there is one."""
+
+    trials: int = Field(default=200, ge=20)
+    """Fits per neighbouring dataset (2 × trials fits in all, plus one timing fit)."""
+    max_seconds: float | None = Field(default=120.0, gt=0)
+    """Wall-time cap per audit: the trials are cut, before any runs, to what the timing fit says fits
+    (the row says ``capped``); None: no cap."""
+    examples: int = Field(default=32, ge=1)
+    """D: the first ``examples`` train examples, declared as their own size."""
+
+
 class AuditSpec(_Strict):
     """The ``audit:`` section: empirical ε lower bounds beside every claimed ε (``dpgen-bench audit``;
     ``audit: true`` also runs them at the end of ``dpgen-bench run``). Never part of a cell's key."""
@@ -187,6 +200,8 @@ class AuditSpec(_Strict):
     """Per method label: its audit setting (default: its benchmark config on the whole train split)."""
     one_run: OneRunAuditSpec | None = None
     """Also run the one-run black-box audit of the whole pipeline (one extra fit per method and ε)."""
+    generic: GenericAuditSpec | None = Field(default_factory=GenericAuditSpec)
+    """The generic mechanism audit of every method (``null``: off; the report then says so)."""
 
     @field_validator("variants")
     @classmethod
