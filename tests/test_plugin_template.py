@@ -129,6 +129,7 @@ def test_conformance_suite_runs_on_an_installed_plugin_with_pyargs(plugin_site):
         env=env, capture_output=True, text=True, cwd=plugin_site,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    # privacy suite: 4 passed + the DP-SGD check skipped; contract suite: 3 shapes × (construction + 2 budgets ×
-    # 7 checks of a fitted model) + the refusal of unsupported shapes = 46
-    assert "50 passed, 1 skipped" in out.stdout
+    # privacy suite: 5 passed (the noise drawn is checked: the template declares its sensitivities) + the DP-SGD
+    # check skipped; contract suite: 3 shapes × (construction + 2 budgets × 7 checks of a fitted model) + the
+    # refusal of unsupported shapes = 46
+    assert "51 passed, 1 skipped" in out.stdout
