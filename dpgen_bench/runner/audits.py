@@ -142,11 +142,12 @@ def _audit_plan(config: BenchConfig, method_configs: dict[str, Any]) -> tuple[li
                 cells += [AuditCell(**base, epsilon=eps, variant=v, kind="hook") for v in variants]
             else:
                 gaps.append(AuditGap(method.display, eps, "hook", f"{cls.__name__} has no audit_release hook"))
-            if spec.generic is not None:
+            gspec = setting.generic if setting is not None and setting.generic is not None else spec.generic
+            if gspec is not None:
                 generic = {**base, "method_config": {**resolved, **audit_config(cls)},
-                           "examples": spec.generic.examples, "trials": spec.generic.trials}
+                           "examples": gspec.examples, "trials": gspec.trials}
                 cells.append(AuditCell(**generic, epsilon=eps, variant="correct", kind="generic",
-                                       max_seconds=spec.generic.max_seconds))
+                                       max_seconds=gspec.max_seconds))
             else:
                 gaps.append(AuditGap(method.display, eps, "generic", "switched off (audit.generic: null)"))
             if spec.one_run is not None:
