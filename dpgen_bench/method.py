@@ -9,12 +9,21 @@ Life of a method in the runner::
 
 A subclass implements :meth:`GenerativeMethod.fit`, :meth:`GenerativeMethod.generate` (``sample`` checks the
 inputs once for every method and calls it), and the two checkpoint hooks.
+
+**Interface versions** (:data:`INTERFACE_VERSION`). 1: a method overrode ``sample(n, labels=None, seed=None)``
+and returned (images, labels); ``samples_labelled`` did not exist. 2 (now): a method implements ``generate(n,
+labels, generator)`` and returns the images only; a method whose capabilities allow both labelled and
+unlabelled training overrides ``samples_labelled``. A version-1 class that overrides ``sample`` but not
+``generate`` is adapted when it is defined, with a one-line :class:`FutureWarning` naming its module and what
+to change (supported for one more minor version); a missing ``samples_labelled`` cannot be guessed, so such a
+class is refused when it is defined (before any training), naming its module and the property to add.
 """
 
 from __future__ import annotations
 
 import json
 import operator
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +37,15 @@ from .data.types import DatasetInfo, ImageDataset
 from .files import atomic_path, write_atomic
 from .privacy.budget import PrivacyBudget
 from .privacy.ledger import PrivacyLedger
+
+
+INTERFACE_VERSION = 2
+"""The version of the method interface this library implements (see the module docstring)."""
+
+
+class PluginInterfaceError(TypeError):
+    """A method class written against an interface version this library no longer accepts; the message names
+    its module and exactly what to change."""
 
 
 class MethodConfig(BaseModel):
@@ -143,12 +161,14 @@ class GenerativeMethod(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _adapt_interface_1_sample(cls)
         caps = cls.__dict__.get("capabilities")
         if (caps is not None and caps.labelled and caps.unlabelled
                 and cls.samples_labelled is GenerativeMethod.samples_labelled):
-            raise TypeError(
-                f"{cls.__name__} can train both labelled and unlabelled, so it must say which it did: "
-                f"override the `samples_labelled` property (e.g. from its config)"
+            raise PluginInterfaceError(
+                f"{cls.__module__}.{cls.__name__} can train both labelled and unlabelled, so it must say which it "
+                f"did (method interface {INTERFACE_VERSION}): add a property `samples_labelled(self) -> bool` "
+                f"returning whether sample()'s labels are class conditions (e.g. from its config)"
             )
 
     def __init__(
@@ -291,3 +311,28 @@ class GenerativeMethod(ABC):
         k = self.info.num_classes
         labels = torch.arange(n) % k
         return labels[torch.randperm(n, generator=generator)]
+
+
+def _adapt_interface_1_sample(cls: type) -> None:
+    """A class written against interface 1 overrides ``sample(n, labels=None, seed=None) -> (images, labels)``
+    and has no ``generate``: give it a ``generate`` that calls its ``sample`` (seeded from the generator the
+    checked ``sample`` of interface 2 passes, so equal seeds stay equal samples), restore the checked
+    ``sample``, and say once what to change. (ABCMeta computes the abstract methods after this hook.)"""
+    legacy = cls.__dict__.get("sample")
+    if legacy is None or "generate" in cls.__dict__ or not getattr(cls.generate, "__isabstractmethod__", False):
+        return
+
+    def generate(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        images, _ = legacy(self, n, labels=labels, seed=seed)
+        return images
+
+    generate.__doc__ = f"Adapted from {cls.__name__}.sample (method interface 1)."
+    cls.generate = generate  # type: ignore[method-assign]
+    cls.sample = GenerativeMethod.sample  # type: ignore[method-assign]
+    warnings.warn(
+        f"dpgen-bench: {cls.__module__}.{cls.__name__} overrides sample() (method interface 1); adapted for now — "
+        f"rename it to generate(self, n, labels, generator) returning the images only (interface "
+        f"{INTERFACE_VERSION}); interface 1 support ends in the next minor version",
+        FutureWarning, stacklevel=3,
+    )

@@ -32,6 +32,19 @@ class DuplicateMethodError(DuplicateNameError, RuntimeError):
     """Two sources register the same method name."""
 
 
+class PluginLoadError(UnknownMethodError):
+    """The method's plugin is installed but failed to load; the message says which package and why."""
+
+
+@dataclass(frozen=True)
+class FailedPlugin:
+    """An entry point of ``dpgen_bench.methods`` that could not be loaded, and why."""
+
+    name: str
+    source: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class MethodEntry:
     name: str
@@ -42,6 +55,7 @@ class MethodEntry:
 
 _in_process: Registry[MethodEntry] = Registry("method", error=UnknownMethodError)
 _cache: Registry[MethodEntry] | None = None
+_failed: dict[str, FailedPlugin] = {}
 
 
 def register_method(name: str) -> Callable[[M], M]:
@@ -75,6 +89,7 @@ def refresh() -> None:
     """Forget discovered entry points (e.g. after installing a plugin)."""
     global _cache
     _cache = None
+    _failed.clear()
 
 
 def _source(ep: EntryPoint) -> str:
@@ -94,14 +109,17 @@ def _discover() -> Registry[MethodEntry]:
         try:
             cls = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
+            reason = f"{type(exc).__name__}: {exc}"
+            _failed[ep.name] = FailedPlugin(ep.name, source, reason)
             warnings.warn(
                 f"dpgen-bench: method plugin {ep.name!r} from package {source!r} failed to import "
-                f"({type(exc).__name__}: {exc}); skipping it",
+                f"({reason}); skipping it",
                 RuntimeWarning,
                 stacklevel=3,
             )
             continue
         if not (isinstance(cls, type) and issubclass(cls, GenerativeMethod)):
+            _failed[ep.name] = FailedPlugin(ep.name, source, f"{ep.value} is not a GenerativeMethod subclass")
             warnings.warn(
                 f"dpgen-bench: entry point {ep.name!r} from package {source!r} is not a "
                 f"GenerativeMethod subclass ({ep.value}); skipping it",
@@ -144,8 +162,20 @@ def list_methods() -> list[str]:
 
 
 def method_entry(name: str) -> MethodEntry:
-    """The registry entry (class and source package) for ``name``."""
-    return _registry().get(name)
+    """The registry entry (class and source package) for ``name``; :class:`PluginLoadError` naming the package
+    and the reason if ``name`` is an installed plugin that failed to load."""
+    found = _registry()
+    if name not in found and name in _failed:
+        failed = _failed[name]
+        raise PluginLoadError(f"method {name!r} from package {failed.source!r} is installed but failed to load: "
+                              f"{failed.reason}")
+    return found.get(name)
+
+
+def failed_plugins() -> list[FailedPlugin]:
+    """Installed method plugins that failed to load, with the reason (``dpgen-bench list`` shows them)."""
+    _registry()
+    return sorted(_failed.values(), key=lambda f: f.name)
 
 
 def get_method(name: str) -> type[GenerativeMethod]:

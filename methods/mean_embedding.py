@@ -217,14 +217,14 @@ def release_mean_embedding(
     gen = noise_generator or release_generator()
     noisy_sums: dict[str, torch.Tensor] = {}
     for name, s in exact.sums.items():
-        noise = gaussian_noise(s.shape, sigma * sum_norm, generator=gen)
+        noise = gaussian_noise(s.shape, sigma * sum_norm, sensitivity=sum_norm, generator=gen)
         noisy_sums[name] = s + noise
         note = (f"{method_name}: per-class sums of {name} (K={num_classes}, D={s.shape[1]}, "
                 f"L2 sensitivity C={sum_norm}, noise std {sigma * sum_norm:.4g})")
         ledger.record(GaussianEvent(sigma), note)
         notes.append(note)
     count_sigma = count_noise_ratio * sigma
-    noisy_counts = exact.counts + gaussian_noise((num_classes,), count_sigma, generator=gen)
+    noisy_counts = exact.counts + gaussian_noise((num_classes,), count_sigma, sensitivity=1.0, generator=gen)
     note = f"{method_name}: per-class counts (K={num_classes}, L2 sensitivity 1, noise std {count_sigma:.4g})"
     ledger.record(GaussianEvent(count_sigma), note)
     notes.append(note)

@@ -183,7 +183,7 @@ class PrivateEvolution(GenerativeMethod):
         """The DP histogram of iteration t (one Gaussian event), thresholded at H·σ; exact when non-private."""
         if sigma is None:
             return votes.double()
-        noisy = votes.double() + gaussian_noise(votes.shape, sigma)
+        noisy = votes.double() + gaussian_noise(votes.shape, sigma, sensitivity=1.0)
         ledger.record(GaussianEvent(sigma), f"pe: nearest-neighbour vote histogram {t + 1}/{self.config.iterations} "
                                             f"({len(votes)} candidates, L2 sensitivity 1, noise std {sigma:.4g})")
         return torch.where(noisy >= self.config.threshold * sigma, noisy, torch.zeros_like(noisy))

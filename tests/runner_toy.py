@@ -80,8 +80,8 @@ class _NoisyMeans(GenerativeMethod):
             # Add/remove one example changes one class's pixel sum by ≤ √d (pixels in [0, 1]) and one count by 1.
             # Release noise from OS entropy: the run seed is public.
             sigma = calibrate_gaussian_releases([1.0, 1.0], budget)
-            sums = sums + gaussian_noise((k, d), sigma * math.sqrt(d), dtype=torch.float32)
-            counts = counts + gaussian_noise((k,), sigma)
+            sums = sums + gaussian_noise((k, d), sigma * math.sqrt(d), sensitivity=math.sqrt(d), dtype=torch.float32)
+            counts = counts + gaussian_noise((k,), sigma, sensitivity=1.0)
             ledger.record(GaussianEvent(sigma), "per-class pixel sums (sensitivity sqrt(d))")
             ledger.record(GaussianEvent(sigma), "per-class counts (sensitivity 1)")
             if self.config.overspend:

@@ -21,7 +21,8 @@ MERF = {"name": "dp-merf", "config": {"n_features": 50, "steps": 1}}
 
 def _config(out, **audit):
     audit = {"enabled": True, "trials": 300, "variants": ["tenth-noise"], "methods": {"dp-merf": {"examples": 200}},
-             "one_run": {"canaries": 40, "extractor": "random-cnn", "n_samples": 100}, **audit}
+             "one_run": {"canaries": 40, "extractor": "random-cnn", "n_samples": 100},
+             "generic": {"trials": 20, "examples": 16}, **audit}
     return runner_toy.tiny_config(out, methods=[MERF, {"name": "toy-means"}], epsilons=[1, math.inf], seeds=[0],
                                   audit=audit)
 
@@ -40,16 +41,17 @@ def test_audit_true_writes_one_row_per_method_variant_kind_and_finite_epsilon(au
     df = pd.read_csv(out / "audit.csv")
     assert list(df.columns) == AUDIT_COLUMNS
     got = sorted(zip(df["method"], df["variant"], df["audit_kind"], df["target_epsilon"]))
-    # toy-means has no audit_release: only the black-box audit; no audit at ε = ∞ (nothing to audit)
-    assert got == [("dp-merf", "correct", "mechanism", 1.0), ("dp-merf", "correct", "one-run", 1.0),
-                   ("dp-merf", "tenth-noise", "mechanism", 1.0), ("toy-means", "correct", "one-run", 1.0)]
+    # toy-means has no audit_release: the generic and the black-box audits; no audit at ε = ∞ (nothing to audit)
+    assert got == [("dp-merf", "correct", "generic", 1.0), ("dp-merf", "correct", "hook", 1.0),
+                   ("dp-merf", "correct", "one-run", 1.0), ("dp-merf", "tenth-noise", "hook", 1.0),
+                   ("toy-means", "correct", "generic", 1.0), ("toy-means", "correct", "one-run", 1.0)]
     assert (df["status"] == "ok").all() and (df["epsilon_lower"] >= 0).all()
 
 
 def test_the_correct_method_is_not_flagged_and_its_broken_variant_is(audited):
     _, _, out = audited
     df = pd.read_csv(out / "audit.csv").set_index(["method", "variant", "audit_kind"])
-    correct, broken = df.loc[("dp-merf", "correct", "mechanism")], df.loc[("dp-merf", "tenth-noise", "mechanism")]
+    correct, broken = df.loc[("dp-merf", "correct", "hook")], df.loc[("dp-merf", "tenth-noise", "hook")]
     assert correct["claimed_epsilon"] == pytest.approx(1.0, abs=1e-3) and not correct["flagged"]
     assert broken["flagged"] and broken["epsilon_lower"] > 1.5
     # the same scores under a Gaussian trade-off curve: at least as high, same verdicts; not for one-run rows
@@ -59,6 +61,9 @@ def test_the_correct_method_is_not_flagged_and_its_broken_variant_is(audited):
     one_run = df.loc[("toy-means", "correct", "one-run")]
     assert one_run["canaries"] == 40 and one_run["guesses"] == 8 and 0 <= one_run["correct"] <= 8
     assert not one_run["flagged"] and pd.isna(one_run["epsilon_lower_gdp"]) and pd.isna(one_run["flagged_gdp"])
+    generic = df.loc[("toy-means", "correct", "generic")]
+    assert generic["trials"] == 20 and generic["examples"] == 16 and not generic["flagged"]
+    assert generic["canary"] == "outlier: the all-ones image in class 0" and generic["release"].startswith("checkpoint")
 
 
 def test_the_table_gains_an_epsilon_audited_line_beside_epsilon_spent_and_the_power_checks(audited):
@@ -81,7 +86,7 @@ def test_dpgen_bench_audit_resumes_and_reruns_nothing_finished(audited, capsys, 
     before = (out / "audit.csv").read_text()
     assert main(["audit", str(path), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "0 audit(s) run, 4 already done" in printed
+    assert "0 audit(s) run, 6 already done" in printed
     assert (out / "audit.csv").read_text() == before
 
 
@@ -100,5 +105,5 @@ def test_audit_cells_change_key_with_what_determines_them(tmp_path):
     b = parse_config(_config(tmp_path, trials=400))
     ka = {c.name: c.key for c in build_audit_cells(a, resolve_methods(a))}
     kb = {c.name: c.key for c in build_audit_cells(b, resolve_methods(b))}
-    mechanism = [n for n in ka if "mechanism" in n]
+    mechanism = [n for n in ka if "/hook/" in n]  # audit.trials is the hook audits' trial count
     assert all(ka[n] != kb[n] for n in mechanism) and all(ka[n] == kb[n] for n in ka if n not in mechanism)

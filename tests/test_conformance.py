@@ -153,3 +153,47 @@ def test_one_latent_stream_shared_by_d_and_g_steps_is_flagged() -> None:
 
     with pytest.raises(ConformanceError, match="consumed different amounts"):
         checks.check_public_stream(SharedStream)
+
+
+# ------------------------------------------------------------------ the noise actually drawn (check_noise_draws)
+
+
+def test_the_honest_noisy_mean_draws_exactly_the_noise_its_ledger_records() -> None:
+    from dpgen_bench.audit.toys import NoisyPixelMean
+
+    assert checks.check_noise_draws(NoisyPixelMean) is None
+
+
+def test_a_plugin_that_records_sigma_but_draws_a_tenth_of_it_fails() -> None:
+    from dpgen_bench.audit.toys import TenthNoisePixelMean
+
+    with pytest.raises(ConformanceError, match="the noise added is not the noise accounted for"):
+        checks.check_noise_draws(TenthNoisePixelMean)
+
+
+def test_a_noise_scale_that_depends_on_the_parity_of_the_private_size_fails() -> None:
+    from dpgen_bench.audit.toys import ParityNoisePixelMean
+
+    with pytest.raises(ConformanceError, match="the noise drawn depends on the private data"):
+        checks.check_noise_draws(ParityNoisePixelMean)
+
+
+def test_noise_drawn_outside_the_library_is_reported_unchecked_not_passed() -> None:
+    class OwnNoise(_PixelMeans):
+        def noise(self, shape, std):
+            return torch.randn(shape) * std  # not through gaussian_noise: the suite cannot see it
+
+    unchecked = checks.check_noise_draws(OwnNoise)
+    assert isinstance(unchecked, checks.NoiseUnchecked) and "no noise was drawn through" in unchecked
+
+
+def test_a_draw_without_a_declared_sensitivity_is_compared_across_neighbours_only() -> None:
+    unchecked = checks.check_noise_draws(_PixelMeans)  # gaussian_noise(shape, std) without sensitivity=
+    assert isinstance(unchecked, checks.NoiseUnchecked) and "declare no sensitivity" in unchecked
+
+
+def test_opacus_gradient_noise_is_recorded_with_the_clipping_norm_as_its_sensitivity() -> None:
+    from dpgen_bench.audit.broken import broken_class
+
+    with pytest.raises(ConformanceError, match="opacus.*the noise added is not the noise accounted for"):
+        checks.check_noise_draws(broken_class(dp_gan.DPCGAN, "tenth-noise"))

@@ -45,7 +45,7 @@ class MeanImage(GenerativeMethod):
 
 
 def test_a_method_that_trains_either_way_must_say_whether_its_sample_labels_mean_anything():
-    with pytest.raises(TypeError, match="override the `samples_labelled` property"):
+    with pytest.raises(TypeError, match="add a property `samples_labelled"):
         class Either(MeanImage):  # noqa: F841
             capabilities = Capabilities(labelled=True, unlabelled=True)
 

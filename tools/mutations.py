@@ -42,7 +42,7 @@ MUTATIONS = [
    "    if family in extractor_trained_on(name):", "    if False:",
    ["tests/test_runner_config.py::test_an_extractor_trained_on_the_private_family_is_refused_for_training"]),
   ("F8 toy release noise from the run seed", "tests/runner_toy.py",
-   "            sums = sums + gaussian_noise((k, d), sigma * math.sqrt(d), dtype=torch.float32)\n            counts = counts + gaussian_noise((k,), sigma)",
+   "            sums = sums + gaussian_noise((k, d), sigma * math.sqrt(d), sensitivity=math.sqrt(d), dtype=torch.float32)\n            counts = counts + gaussian_noise((k,), sigma, sensitivity=1.0)",
    "            g = torch.Generator().manual_seed(self.seed)\n            sums = sums + sigma * math.sqrt(d) * torch.randn(k, d, generator=g)\n            counts = counts + sigma * torch.randn(k, generator=g, dtype=torch.float64)",
    ["tests/test_conformance.py::test_release_noise_is_fresh_for_the_same_public_seed"]),
 ]
@@ -151,7 +151,7 @@ MUTATIONS += [
    "        ledger.record(GaussianEvent(sigma), f\"pe:", "        0 if t else ledger.record(GaussianEvent(sigma), f\"pe:",
    ["tests/test_pe.py", "tests/test_conformance.py", "-k", "ledger and pe"]),
   ("PE4 release noise from the run seed", "methods/private_evolution.py",
-   "        noisy = votes.double() + gaussian_noise(votes.shape, sigma)",
+   "        noisy = votes.double() + gaussian_noise(votes.shape, sigma, sensitivity=1.0)",
    "        noisy = votes.double() + sigma * torch.randn(votes.shape, generator=public_generator(self.seed, t), dtype=torch.float64)",
    ["tests/test_conformance.py", "-k", "fresh and pe"]),
 ]

@@ -20,16 +20,22 @@ def supports_audit(method) -> bool:
     return callable(getattr(method, "audit_release", None))
 
 
-def claimed_epsilon(method, data: ImageDataset, budget: PrivacyBudget) -> float:
-    """The ε the ledger claims for what one ``audit_release`` call releases: the events it records (when the
-    hook takes a ``ledger``), else the budget's ε."""
+def claimed_ledger(method, data: ImageDataset, budget: PrivacyBudget) -> PrivacyLedger | None:
+    """The ledger of one ``audit_release`` call (None when the hook takes no ``ledger``)."""
     if "ledger" not in inspect.signature(method.audit_release).parameters:
-        return budget.epsilon
+        return None
     ledger = PrivacyLedger()
     method.audit_release(data, budget, ledger=ledger)
     if not len(ledger):
         raise RuntimeError(f"{type(method).__name__}.audit_release recorded nothing at a private budget")
-    return ledger.epsilon(budget)
+    return ledger
+
+
+def claimed_epsilon(method, data: ImageDataset, budget: PrivacyBudget) -> float:
+    """The ε the ledger claims for what one ``audit_release`` call releases: the events it records (when the
+    hook takes a ``ledger``), else the budget's ε."""
+    ledger = claimed_ledger(method, data, budget)
+    return budget.epsilon if ledger is None else ledger.epsilon(budget)
 
 
 def noiseless_difference(method, data: ImageDataset, neighbour: ImageDataset, budget: PrivacyBudget) -> torch.Tensor:

@@ -126,6 +126,13 @@ def metrics_rows() -> list[dict]:
 def _list(args: argparse.Namespace) -> int:
     print("Methods (what each supports with its default config)")
     print(_table(methods_rows()))
+    from ..registry import failed_plugins
+
+    failed = failed_plugins()
+    if failed:
+        print()
+        print("Method plugins that failed to load (not usable until fixed)")
+        print(_table([{"method": f.name, "source": f.source, "reason": f.reason} for f in failed]))
     print()
     _datasets(args)
     print()

@@ -10,6 +10,9 @@ about the method beyond the :class:`~dpgen_bench.method.GenerativeMethod` interf
 * :func:`check_public_stream` — fits on neighbouring datasets (one example removed, the same declared size)
   record the same ledger and consume exactly the same public randomness, so nothing that depends on the
   private data (its size, batch sizes, labels) leaks through seeded draws or through q, T, σ, δ;
+* :func:`check_noise_draws` — the noise a fit actually draws (through ``gaussian_noise`` with its declared
+  sensitivity, or Opacus) has std = σ × sensitivity for a σ of the ledger, and is the same on neighbouring
+  datasets; a method whose noise the suite cannot see is reported *unchecked* (a skip with the reason);
 * :func:`check_neighbouring_independence` — for DP-SGD methods: the per-example gradient rows the private
   optimiser clips are unchanged for every example i when another example j is removed or changed.
 
@@ -29,12 +32,15 @@ without the data, and unsupported dataset shapes are refused naming the problem.
 
 from .checks import (
     ConformanceError,
+    NoiseUnchecked,
     check_accountants,
     check_declarations,
     check_fresh_release_noise,
     check_neighbouring_independence,
+    check_noise_draws,
     check_public_stream,
     neighbouring_pair,
+    recording_all_noise,
     tiny_dataset,
 )
 from .contract import ContractError, check_contract
@@ -42,12 +48,15 @@ from .contract import ContractError, check_contract
 __all__ = [
     "ConformanceError",
     "ContractError",
+    "NoiseUnchecked",
     "check_accountants",
     "check_contract",
     "check_declarations",
     "check_fresh_release_noise",
     "check_neighbouring_independence",
+    "check_noise_draws",
     "check_public_stream",
     "neighbouring_pair",
+    "recording_all_noise",
     "tiny_dataset",
 ]

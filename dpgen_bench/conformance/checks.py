@@ -13,7 +13,9 @@ from ..method import GenerativeMethod
 from ..privacy.accounting import DEFAULT_ACCOUNTANT, list_accountants, to_history
 from ..privacy.calibration import calibrate
 from ..privacy.budget import PrivacyBudget
+from ..privacy.events import flatten
 from ..privacy.ledger import PrivacyLedger
+from ..privacy.noise import NoiseDraw, record_draw, recording_noise
 
 DELTA = 1e-5
 EPSILON = 1.0
@@ -273,3 +275,107 @@ def check_neighbouring_independence(
                     f"mixes rows of the batch (BatchNorm, batch-size-dependent draws, ...)"
                 )
     return True
+
+
+# ------------------------------------------------------------------------------------------------ noise drawn
+
+
+NOISE_RTOL = 1e-6
+"""Relative tolerance between a draw's σ = std / sensitivity and the σ of a ledger event."""
+
+
+class NoiseUnchecked(str):
+    """The reason the noise actually drawn could not be checked (e.g. it is drawn outside the library's
+    seams); returned by :func:`check_noise_draws`, reported as a skip, never as a pass."""
+
+
+@contextmanager
+def recording_all_noise() -> Iterator[list[NoiseDraw]]:
+    """Record every release-noise draw inside the block: :func:`~dpgen_bench.privacy.noise.gaussian_noise`
+    (with its declared sensitivity) and Opacus's gradient noise (``opacus.optimizers.optimizer._generate_noise``,
+    the seam :mod:`dpgen_bench.audit.broken` reaches too), whose sensitivity is the optimiser's clipping norm C."""
+    try:
+        import opacus.optimizers.optimizer as dp_optimizer
+    except ImportError:  # no Opacus: only gaussian_noise can be seen
+        with recording_noise() as draws:
+            yield draws
+        return
+    real_generate, real_add_noise = dp_optimizer._generate_noise, dp_optimizer.DPOptimizer.add_noise
+    clips: list[float] = []
+
+    def generate(std, reference, *args, **kwargs):
+        record_draw(tuple(reference.shape), float(std), clips[-1] if clips else None, "opacus")
+        return real_generate(std, reference, *args, **kwargs)
+
+    def add_noise(self, *args, **kwargs):
+        clips.append(float(self.max_grad_norm))
+        try:
+            return real_add_noise(self, *args, **kwargs)
+        finally:
+            clips.pop()
+
+    dp_optimizer._generate_noise, dp_optimizer.DPOptimizer.add_noise = generate, add_noise
+    try:
+        with recording_noise() as draws:
+            yield draws
+    finally:
+        dp_optimizer._generate_noise, dp_optimizer.DPOptimizer.add_noise = real_generate, real_add_noise
+
+
+def _drawn(method: type[GenerativeMethod], data: ImageDataset) -> tuple[list[NoiseDraw], PrivacyLedger]:
+    with recording_all_noise() as draws:
+        torch.manual_seed(0)
+        _, ledger = _fit(method, data, _budget())
+    return list(draws), ledger
+
+
+def check_noise_draws(method: type[GenerativeMethod], data: ImageDataset | None = None) -> NoiseUnchecked | None:
+    """The noise a private fit actually draws, against its ledger and on a neighbouring dataset.
+
+    Every draw through ``gaussian_noise`` or Opacus is recorded (shape, std, declared sensitivity). Each draw
+    that declares its sensitivity must have std / sensitivity equal to the σ of one of the ledger's events
+    (an implementation that records σ but draws σ/10 fails here), and fits on D and on D without its last
+    example must draw the same sequence of (shape, std, sensitivity) (a scale that depends on the
+    private data, e.g. on the parity of len(train), fails here).
+
+    Returns None when everything was checked, or a :class:`NoiseUnchecked` reason when some of it could not be:
+    no draw was recorded while the ledger has events (the noise comes from elsewhere), a draw declared no
+    sensitivity, or a ledger event has no draw of its σ."""
+    data = data if data is not None else tiny_dataset(method)
+    draws, ledger = _drawn(method, data)
+    if not len(ledger):
+        raise ConformanceError(f"{method.name} trained privately but recorded nothing")
+    if not draws:
+        return NoiseUnchecked(
+            f"{method.name}: its ledger has {len(ledger)} event(s) but no noise was drawn through "
+            f"dpgen_bench.privacy.noise.gaussian_noise or Opacus; the noise it adds cannot be checked")
+    sigmas = sorted({float(e.noise_multiplier) for e in flatten(ledger.events)})
+    for i, draw in enumerate(draws):
+        if draw.sensitivity is None:
+            continue
+        implied = draw.std / draw.sensitivity
+        if not any(abs(implied - s) <= NOISE_RTOL * s for s in sigmas):
+            raise ConformanceError(
+                f"{method.name}: noise draw {i} ({draw.source}, shape {draw.shape}) has std {draw.std:.6g} = "
+                f"{implied:.6g} × its declared sensitivity {draw.sensitivity:.6g}, but the ledger records σ in "
+                f"{[round(s, 6) for s in sigmas]}: the noise added is not the noise accounted for")
+    for removed in (len(data) - 1,):  # one neighbour: every fit costs seconds for a DP-SGD method
+        _, d_prime = neighbouring_pair(data, removed)
+        other, _ = _drawn(method, d_prime)
+        if [(d.shape, d.std, d.sensitivity) for d in other] != [(d.shape, d.std, d.sensitivity) for d in draws]:
+            first = next((i for i, (a, b) in enumerate(zip(draws, other)) if a != b), min(len(draws), len(other)))
+            raise ConformanceError(
+                f"{method.name}: the noise drawn depends on the private data: with example {removed} removed, "
+                f"{len(other)} draws instead of {len(draws)}, the first difference at draw {first} "
+                f"({draws[first] if first < len(draws) else None} vs {other[first] if first < len(other) else None})")
+    undeclared = sum(d.sensitivity is None for d in draws)
+    if undeclared:
+        return NoiseUnchecked(f"{method.name}: {undeclared} of {len(draws)} noise draws declare no sensitivity "
+                              f"(gaussian_noise(..., sensitivity=...)): their scale was compared across "
+                              f"neighbours only, not with the ledger")
+    drawn_sigmas = {d.std / d.sensitivity for d in draws}
+    missing = [s for s in sigmas if not any(abs(s - t) <= NOISE_RTOL * s for t in drawn_sigmas)]
+    if missing:
+        return NoiseUnchecked(f"{method.name}: ledger σ {missing} has no matching draw; that noise is drawn "
+                              f"elsewhere and cannot be checked")
+    return None

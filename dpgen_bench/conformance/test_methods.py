@@ -41,3 +41,9 @@ def test_neighbouring_datasets_give_the_same_ledger_and_public_randomness(method
 def test_dp_sgd_gradient_rows_are_independent_of_other_examples(method) -> None:
     if not checks.check_neighbouring_independence(method):
         pytest.skip(f"{method.name} does not train with DP-SGD (no gradient probe)")
+
+
+def test_noise_drawn_matches_the_ledger_and_not_the_private_data(method) -> None:
+    unchecked = checks.check_noise_draws(method)
+    if unchecked is not None:
+        pytest.skip(f"UNCHECKED: {unchecked}")

@@ -13,8 +13,11 @@ adequate for research benchmarks, not for deployments.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -24,21 +27,71 @@ def release_generator(device: str | torch.device = "cpu") -> torch.Generator:
     return torch.Generator(device=torch.device(device)).manual_seed(secrets.randbits(63))
 
 
+@dataclass(frozen=True)
+class NoiseDraw:
+    """One draw of release noise as a :func:`recording_noise` block saw it: its ``shape``, its ``std`` and the
+    L2 ``sensitivity`` the caller declared it was calibrated for (None: not declared), and where it came from
+    (``gaussian_noise`` or ``opacus``)."""
+
+    shape: tuple[int, ...]
+    std: float
+    sensitivity: float | None
+    source: str = "gaussian_noise"
+
+    @property
+    def noise_multiplier(self) -> float | None:
+        """σ = std / sensitivity, or None when no sensitivity was declared."""
+        return None if not self.sensitivity else self.std / self.sensitivity
+
+
+_RECORDERS: list[list[NoiseDraw]] = []
+
+
+@contextlib.contextmanager
+def recording_noise() -> Iterator[list[NoiseDraw]]:
+    """Record every draw through :func:`gaussian_noise` (and :func:`record_draw`) made inside the block, in
+    order, into the list it yields. Blocks nest (each sees the draws made while it is open). The conformance
+    suite uses it to compare the noise actually drawn with the ledger (``docs/audit.md``)."""
+    draws: list[NoiseDraw] = []
+    _RECORDERS.append(draws)
+    try:
+        yield draws
+    finally:
+        _RECORDERS.remove(draws)
+
+
+def record_draw(shape: tuple[int, ...] | torch.Size, std: float, sensitivity: float | None,
+                source: str = "gaussian_noise") -> None:
+    """Tell the open :func:`recording_noise` blocks about a draw made outside :func:`gaussian_noise` (e.g. the
+    seam through which the conformance suite sees Opacus's gradient noise). A no-op when none is open."""
+    if _RECORDERS:
+        draw = NoiseDraw(tuple(int(d) for d in shape), float(std),
+                         None if sensitivity is None else float(sensitivity), source)
+        for draws in _RECORDERS:
+            draws.append(draw)
+
+
 def gaussian_noise(
     shape: tuple[int, ...] | torch.Size,
     std: float,
     *,
+    sensitivity: float | None = None,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """N(0, std²) noise of ``shape`` for a DP release (``std`` = σ · sensitivity, ≥ 0).
 
-    ``generator`` defaults to a fresh :func:`release_generator`; pass one only to share a single entropy
-    draw across several releases, or in tests of the noise's distribution.
+    ``sensitivity``: the L2 sensitivity ``std`` was calibrated for (> 0). Declare it: the conformance suite
+    then checks std / sensitivity against the σ of the ledger's events (an undeclared one leaves the draw
+    unchecked). ``generator`` defaults to a fresh :func:`release_generator`; pass one only to share a single
+    entropy draw across several releases, or in tests of the noise's distribution.
     """
     if not std >= 0:
         raise ValueError(f"noise std must be >= 0, got {std!r}")
+    if sensitivity is not None and not sensitivity > 0:
+        raise ValueError(f"sensitivity must be > 0, got {sensitivity!r}")
+    record_draw(shape, std, sensitivity)
     gen = generator if generator is not None else release_generator(device)
     return torch.randn(tuple(shape), generator=gen, dtype=dtype, device=torch.device(device)) * std
 

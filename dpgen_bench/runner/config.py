@@ -210,6 +210,19 @@ class EvaluationSpec(_Strict):
         return max(self.sample_count(m) for m in self.metrics)
 
 
+class GenericAuditSpec(_Strict):
+    """The generic mechanism audit (``dpgen_bench.audit.generic``): many whole fits on D and D ∪ {canary},
+    the checkpoint as the release. Runs for every method, beside the hook-based audit where there is one."""
+
+    trials: int = Field(default=200, ge=20)
+    """Fits per neighbouring dataset (2 × trials fits in all, plus one timing fit)."""
+    max_seconds: float | None = Field(default=120.0, gt=0)
+    """Wall-time cap per audit: the trials are cut, before any runs, to what the timing fit says fits
+    (the row says ``capped``); None: no cap."""
+    examples: int = Field(default=32, ge=1)
+    """D: the first ``examples`` train examples, declared as their own size."""
+
+
 class AuditMethodSpec(_Strict):
     """How one method is audited, where its benchmark setting would make the mechanism audit slow or weak."""
 
@@ -219,6 +232,9 @@ class AuditMethodSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the method's config for the audit only, e.g. ``batch_size`` = ``examples`` (q = 1) and
     ``epochs: 2`` for a DP-SGD method: two full-batch steps whose noiseless release is exact."""
+    generic: GenericAuditSpec | None = None
+    """This method's generic-audit setting, replacing ``audit.generic`` for it (None: that one), e.g. fewer
+    trials and a larger cap for a method whose fit takes seconds."""
 
     @field_validator("config")
     @classmethod
@@ -257,6 +273,8 @@ class AuditSpec(_Strict):
     """Per method label: its audit setting (default: its benchmark config on the whole train split)."""
     one_run: OneRunAuditSpec | None = None
     """Also run the one-run black-box audit of the whole pipeline (one extra fit per method and ε)."""
+    generic: GenericAuditSpec | None = Field(default_factory=GenericAuditSpec)
+    """The generic mechanism audit of every method (``null``: off; the report then says so)."""
 
     @field_validator("variants")
     @classmethod

@@ -116,7 +116,8 @@ def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _audit_lines(audit: pd.DataFrame | None) -> tuple[dict[tuple[str, float], str], list[str]]:
-    """The ε-audited cells (mechanism bound, its Gaussian-trade-off bound after "·", one-run bound in brackets)
+    """The ε-audited cells (hook bound, its Gaussian-trade-off bound after "·", the generic audit's in braces,
+    one-run bound in brackets)
     and the power-check lines."""
     if audit is None or audit.empty:
         return {}, []
@@ -124,7 +125,10 @@ def _audit_lines(audit: pd.DataFrame | None) -> tuple[dict[tuple[str, float], st
     audited: dict[tuple[str, float], str] = {}
     for (method, eps), g in ok[ok["variant"] == "correct"].groupby(["method", "target_epsilon"], sort=False):
         rows = {kind: r for kind, (_, r) in zip(g["audit_kind"], g.iterrows())}
-        text = _bounds_text(rows["mechanism"]) if "mechanism" in rows else "–"
+        hook = rows.get("hook", rows.get("mechanism"))  # "mechanism": rows written before the generic audit
+        text = _bounds_text(hook) if hook is not None else "–"
+        if "generic" in rows:
+            text += f" {{{_bounds_text(rows['generic'])}}}"
         if "one-run" in rows:
             text += f" [{float(rows['one-run']['epsilon_lower']):.3f}]"
         if any(_flags(r) for r in rows.values()):
@@ -286,9 +290,9 @@ def to_markdown(t: ComparisonTable) -> str:
 
 
 UNVERIFIED = "“not verified”: samples evaluated with `dpgen-bench evaluate`; their ε is the author's claim."
-AUDITED = ("ε audited (empirical lower bounds at the audit's confidence: mechanism audit · the same under a Gaussian "
-           "trade-off curve; one-run black-box audit in brackets; a bound above ε spent would be FLAGGED; "
-           "docs/audit.md)")
+AUDITED = ("ε audited (empirical lower bounds at the audit's confidence: hook-based mechanism audit · the same under a "
+           "Gaussian trade-off curve where it holds; the generic audit in braces; one-run black-box audit in brackets; "
+           "a bound above ε spent would be FLAGGED; docs/audit.md)")
 
 
 def _spend_title(t: ComparisonTable) -> str:

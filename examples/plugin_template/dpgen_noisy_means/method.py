@@ -72,9 +72,9 @@ class NoisyClassMeans(GenerativeMethod):
         counts = torch.bincount(y, minlength=k).double()
         if budget.is_private:
             sigma = calibrate_gaussian_releases(self.RELEASES, budget)
-            sums += gaussian_noise(sums.shape, sigma * math.sqrt(dim))
+            sums += gaussian_noise(sums.shape, sigma * math.sqrt(dim), sensitivity=math.sqrt(dim))
             ledger.record(GaussianEvent(sigma), f"noisy-means: per-class pixel sums (L2 sensitivity sqrt({dim}))")
-            counts += gaussian_noise(counts.shape, sigma)
+            counts += gaussian_noise(counts.shape, sigma, sensitivity=1.0)
             ledger.record(GaussianEvent(sigma), "noisy-means: per-class counts (L2 sensitivity 1)")
             self.noise_multiplier = float(sigma)
         return sums, counts
