@@ -1,6 +1,7 @@
 """`dpgen-bench audit [CONFIG] [--set key.path=value ...]`: the empirical privacy audits of a benchmark config
 (``docs/audit.md``): an ε lower bound beside every claimed ε, with the broken variants as power checks. Writes
-``audit.csv`` in the results directory and re-renders the tables. Resumable: finished audits are skipped.
+``audit.csv`` in the results directory and re-renders the tables. Resumable: finished audits are skipped. The
+audits run on the config's executor like the grid's cells (``--jobs N``, ``--executor ray``, ``--address``).
 
 For every method and finite ε it reports which audits ran (``hook``, ``generic``, ``one-run``) and which could
 not, and why: nothing is skipped silently.
@@ -27,6 +28,13 @@ def register(sub) -> None:
                    help="override a config value (YAML syntax), e.g. --set audit.trials=2000; repeatable")
     p.add_argument("--output-dir", "-o", default=None, help="results directory (same as --set output_dir=...)")
     p.add_argument("--force", action="store_true", help="recompute finished audits too")
+    p.add_argument("--jobs", "-j", type=int, default=None,
+                   help="local executor: audits run in parallel processes (default: the config's, else 1)")
+    p.add_argument("--executor", default=None, metavar="NAME",
+                   help="what runs the audits: local, ray or slurm (default: the config's 'executor'); "
+                   "see docs/executors.md")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (auto, HOST:PORT or ray://HOST:10001); with --executor ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="list the audits, run nothing")
     p.add_argument("--allow-unaudited", action="store_true",
@@ -38,11 +46,15 @@ def _audit(args) -> int:
     from . import UsageError
     from ..runner.audits import audit_dir, audit_gaps, build_audit_cells, run_audits
     from ..runner.config import ConfigFileError, check_output_dir, load_config, resolve_methods
-    from ..runner.store import StoreLockedError
+    from ..jobs.store import StoreLockedError
 
+    from .run import _with_executor
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
     try:
-        config = load_config(args.config, overrides)
+        config = _with_executor(load_config(args.config, overrides), args)
         check_output_dir(config.output_dir)
         if args.dry_run:
             resolved = resolve_methods(config)

@@ -35,9 +35,9 @@ def _evaluate(args) -> int:
     from . import UsageError
     from ..data import DatasetUnavailableError, UnknownDatasetError
     from ..runner.config import ConfigFileError, check_metrics_names, check_output_dir
-    from ..runner.external import SamplesError, evaluate_external
+    from ..jobs.external import SamplesError, evaluate_external
     from ..runner.report import run_report
-    from ..runner.store import StoreLockedError
+    from ..jobs.store import StoreLockedError
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if math.isnan(args.epsilon) or args.epsilon <= 0:  # the ε a table would print beside the samples

@@ -60,7 +60,7 @@ def _run(args) -> int:
     from ..runner.benchmark import RunInterrupted, prepare, run_benchmark
     from ..runner.config import ConfigFileError, load_config
     from ..runner.progress import one_line_warnings
-    from ..runner.store import StoreLockedError
+    from ..jobs.store import StoreLockedError
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")

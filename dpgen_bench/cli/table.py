@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 def _results(results_dir: str):
     from . import UsageError
-    from ..runner.store import ResultsStore
+    from ..jobs.store import ResultsStore
 
     root = Path(results_dir)
     if not root.is_dir():
@@ -43,7 +43,7 @@ def _results(results_dir: str):
 
 
 def _table(args) -> int:
-    from ..runner.store import write_atomic
+    from ..jobs.store import write_atomic
     from ..runner.tables import render
 
     from . import UsageError

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..named_registry import Registry, UnknownNameError
-from .base import CellRun, Executor, ExecutorSpec, failed_record
+from .base import CellRun, Executor, ExecutorSpec, JobRun, failed_record
 from .local import LocalExecutor, LocalSpec, threads_per_job
 from .ray_executor import RayExecutor, RaySpec
 from .slurm import SlurmExecutor, SlurmSpec
@@ -79,6 +79,7 @@ __all__ = [
     "CellRun",
     "Executor",
     "ExecutorSpec",
+    "JobRun",
     "LocalExecutor",
     "LocalSpec",
     "RayExecutor",

@@ -1,6 +1,7 @@
-"""The executor interface: what runs a grid's cells, in this process, on a Ray cluster or on Slurm.
+"""The executor interface: what runs a grid's jobs (training cells, audits: :mod:`dpgen_bench.jobs`), in this
+process, on a Ray cluster or on Slurm. Executors depend on the jobs layer only, never on the runner.
 
-An executor only *runs* cells (docs/executors.md). The driver (:func:`dpgen_bench.runner.benchmark.run_benchmark`)
+An executor only *runs* jobs (docs/executors.md); "cell" below means any job. The driver (:func:`dpgen_bench.runner.benchmark.run_benchmark`)
 stays the single writer of the results store: a worker writes the artefacts in its own ``cells/<key>/`` folder
 and *returns* the cell's record; the driver writes the record and rebuilds ``results.csv``. A worker that dies
 (killed, preempted, out of memory) is retried ``max_retries`` times where the executor supports it; after that
@@ -21,13 +22,12 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:
-    from ..runner.config import BenchConfig
-    from ..runner.grid import Cell
+from ..errors import ConfigFileError
+from ..jobs import Job, ResultsStore
 
 CELL_LOG = "log.txt"
 """A worker's stdout and stderr while it runs a cell go to ``cells/<key>/log.txt`` (appended, one header per
@@ -54,8 +54,8 @@ class ExecutorSpec(BaseModel):
 
 
 @dataclass(frozen=True)
-class CellRun:
-    """How to run one cell, picklable so it travels to a worker: the results root, the device and the
+class JobRun:
+    """How to run one job, picklable so it travels to a worker: the results root, the device and the
     process set-up every worker applies (threads, plugin imports, environment)."""
 
     root: str
@@ -64,24 +64,26 @@ class CellRun:
     plugins: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
 
-    def __call__(self, cell: "Cell") -> dict[str, Any]:
-        """Worker entry: set the process up, run the cell with its output in ``cells/<key>/log.txt``, return
+    def __call__(self, job: Job) -> dict[str, Any]:
+        """Worker entry: set the process up, run the job with its output in ``<table>/<key>/log.txt``, return
         the record (written by the driver, never here)."""
-        from ..runner.execute import run_cell
-        from ..runner.store import ResultsStore
-        from ..runner.workers import set_up_cell_process
+        from .worker import set_up_cell_process
 
         with worker_environment(self.env):
             set_up_cell_process(self.threads, self.plugins)
-            with cell_log(ResultsStore(self.root).cell_dir(cell.key) / CELL_LOG):
-                return run_cell(cell, self.root, device=self.device, progress=False)
+            folder = ResultsStore(self.root).root / job.table.folder / job.key
+            folder.mkdir(parents=True, exist_ok=True)
+            with cell_log(folder / CELL_LOG):
+                return job.run(self.root, device=self.device, progress=False)
 
-    def in_process(self, cell: "Cell", progress: bool) -> dict[str, Any]:
-        """Run the cell in the driver itself (the serial local path): the caller's thread count and output,
-        the cell's own bars beneath the cell bar when ``progress``."""
-        from ..runner.execute import run_cell
+    def in_process(self, job: Job, progress: bool) -> dict[str, Any]:
+        """Run the job in the driver itself (the serial local path): the caller's thread count and output,
+        the job's own bars beneath the progress bar when ``progress``."""
+        return job.run(self.root, device=self.device, progress=progress)
 
-        return run_cell(cell, self.root, device=self.device, progress=progress)
+
+CellRun = JobRun
+"""The old name of :class:`JobRun`."""
 
 
 @contextmanager
@@ -129,20 +131,14 @@ def cell_log(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def failed_record(cell: "Cell", error: str) -> dict[str, Any]:
-    """Record of a cell whose worker died (killed, preempted beyond its retries, out of memory) before it
-    could return its record; the driver writes it, so the cell shows as failed with ``error`` as the reason."""
-    from ..privacy.budget import NEIGHBOURING
-
-    row = {"cell_key": cell.key, "status": "failed", "error": error, "dataset": cell.dataset, "method": cell.label,
-           "method_name": cell.method, "target_epsilon": cell.epsilon, "accountant": cell.accountant,
-           "seed": cell.seed, "neighbouring": NEIGHBOURING}
-    return {"key": cell.key, "name": cell.name, "status": "failed", "error": error, "cell": cell.key_data(),
-            "rows": [row]}
+def failed_record(job: Job, error: str) -> dict[str, Any]:
+    """Record of a job whose worker died (killed, preempted beyond its retries, out of memory) before it
+    could return its record (:meth:`dpgen_bench.jobs.Job.failed_record`)."""
+    return job.failed_record(error)
 
 
-OnStart = Callable[["Cell"], None]
-OnDone = Callable[["Cell", dict[str, Any]], None]
+OnStart = Callable[[Job], None]
+OnDone = Callable[[Job, dict[str, Any]], None]
 
 
 class Executor(ABC):
@@ -168,9 +164,9 @@ class Executor(ABC):
     def default_threads(self) -> int:
         """torch threads per cell when the config does not set ``threads_per_cell``."""
 
-    def check(self, config: "BenchConfig") -> None:
+    def check(self, config: Any) -> None:
         """Raise ``ConfigFileError`` for what can be known wrong before anything trains (a missing extra, a GPU
-        device without GPUs per cell). Default: nothing to check."""
+        device without GPUs per cell). ``config``: the benchmark config (its ``device``). Default: nothing."""
 
     def open(self) -> None:
         """Acquire what the run needs (a cluster connection); ``ConfigFileError`` if unreachable."""
@@ -179,7 +175,7 @@ class Executor(ABC):
         """Release what :meth:`open` acquired."""
 
     @abstractmethod
-    def run(self, cells: list["Cell"], run_one: CellRun, on_start: OnStart, on_done: OnDone, *,
+    def run(self, cells: list[Job], run_one: JobRun, on_start: OnStart, on_done: OnDone, *,
             progress: bool = False) -> None:
         """Run every cell; call ``on_start(cell)`` when it is submitted and ``on_done(cell, record)`` in this
         (the driver's) process when it has finished, once per cell, a failed record after a worker died
@@ -189,7 +185,5 @@ class Executor(ABC):
 
 def missing_extra(extra: str, module: str, what: str) -> Exception:
     """The error for an executor whose optional dependency is not installed, naming the install command."""
-    from ..runner.config import ConfigFileError
-
     return ConfigFileError(f"executor {what!r} needs the {module!r} package, which is not installed: "
                            f"pip install 'dpgen-bench[{extra}]'")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import CellRun, Executor, ExecutorSpec, OnDone, OnStart, failed_record
+from .base import JobRun, Executor, ExecutorSpec, OnDone, OnStart, failed_record
 
 
 class LocalSpec(ExecutorSpec):
@@ -45,14 +45,14 @@ class LocalExecutor(Executor):
         # step/s).
         return threads_per_job(self.spec.jobs)
 
-    def run(self, cells, run_one: CellRun, on_start: OnStart, on_done: OnDone, *, progress: bool = False) -> None:
+    def run(self, cells, run_one: JobRun, on_start: OnStart, on_done: OnDone, *, progress: bool = False) -> None:
         if self.spec.jobs == 1 or len(cells) <= 1:
             self._run_serial(cells, run_one, on_start, on_done, progress)
         else:
             self._run_pool(cells, run_one, on_start, on_done)
 
     @staticmethod
-    def _run_serial(cells, run_one: CellRun, on_start: OnStart, on_done: OnDone, progress: bool) -> None:
+    def _run_serial(cells, run_one: JobRun, on_start: OnStart, on_done: OnDone, progress: bool) -> None:
         import torch
 
         caller_threads = torch.get_num_threads()
@@ -64,8 +64,8 @@ class LocalExecutor(Executor):
         finally:
             torch.set_num_threads(caller_threads)
 
-    def _run_pool(self, cells, run_one: CellRun, on_start: OnStart, on_done: OnDone) -> None:
-        from ..runner.workers import configure_worker
+    def _run_pool(self, cells, run_one: JobRun, on_start: OnStart, on_done: OnDone) -> None:
+        from .worker import configure_worker
 
         # spawn, not fork: forking a process that already ran torch's thread pools can deadlock.
         pool = ProcessPoolExecutor(

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import CellRun, Executor, ExecutorSpec, OnDone, OnStart, failed_record, missing_extra
+from ..errors import ConfigFileError
+from .base import JobRun, Executor, ExecutorSpec, OnDone, OnStart, failed_record, missing_extra
 
 
 class RaySpec(ExecutorSpec):
@@ -44,8 +45,6 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     ``auto`` (found by Ray on this machine) are left to Ray."""
     import socket
 
-    from ..runner.config import ConfigFileError
-
     if address is None or address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -58,7 +57,7 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
                               f"({exc.strerror or type(exc).__name__}); is `ray start --head` running there?") from None
 
 
-def _run_on_worker(run_one: CellRun, cell) -> dict[str, Any]:
+def _run_on_worker(run_one: JobRun, cell) -> dict[str, Any]:
     """The Ray task: a module-level function, so workers import it by name from an installed dpgen-bench."""
     return run_one(cell)
 
@@ -77,16 +76,12 @@ class RayExecutor(Executor):
         return max(1, math.floor(self.spec.num_cpus))
 
     def check(self, config) -> None:
-        from ..runner.config import ConfigFileError
-
         _ray()
         if config.device.startswith("cuda") and self.spec.num_gpus <= 0:
             raise ConfigFileError(f"executor.num_gpus: device is {config.device!r} but each cell reserves no "
                                   f"GPU; set executor.num_gpus (e.g. 1) so Ray places cells on GPU nodes")
 
     def open(self) -> None:
-        from ..runner.config import ConfigFileError
-
         ray = _ray()
         if not ray.is_initialized():  # else a session the caller opened (a notebook, a test): use it, leave it open
             check_reachable(self.spec.address)
@@ -101,8 +96,6 @@ class RayExecutor(Executor):
 
     def _check_resources(self, ray) -> None:
         """A request no node can meet would wait forever: refuse it (autoscaling clusters: the current size)."""
-        from ..runner.config import ConfigFileError
-
         have = ray.cluster_resources()
         need = {"CPU": self.spec.num_cpus, "GPU": self.spec.num_gpus}
         short = {k: v for k, v in need.items() if v > have.get(k, 0.0)}
@@ -116,7 +109,7 @@ class RayExecutor(Executor):
             _ray().shutdown()
             self._started_here = False
 
-    def run(self, cells, run_one: CellRun, on_start: OnStart, on_done: OnDone, *, progress: bool = False) -> None:
+    def run(self, cells, run_one: JobRun, on_start: OnStart, on_done: OnDone, *, progress: bool = False) -> None:
         ray = _ray()
         options: dict[str, Any] = {"num_cpus": self.spec.num_cpus, "num_gpus": self.spec.num_gpus,
                                    # a dead worker is retried; an exception in the cell is a failed record

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import CellRun, Executor, ExecutorSpec, OnDone, OnStart, failed_record, missing_extra
+from ..errors import ConfigFileError
+from .base import JobRun, Executor, ExecutorSpec, OnDone, OnStart, failed_record, missing_extra
 
 
 class SlurmSpec(ExecutorSpec):
@@ -55,7 +56,7 @@ def _checkpointable_cell(submitit):
     scratch; its artefacts are rewritten atomically, its record is only ever written by the driver)."""
 
     class CellJob(submitit.helpers.Checkpointable):
-        def __init__(self, run_one: CellRun) -> None:
+        def __init__(self, run_one: JobRun) -> None:
             self.run_one = run_one
 
         def __call__(self, cell) -> dict[str, Any]:
@@ -74,8 +75,6 @@ class SlurmExecutor(Executor):
         return self.spec.cpus_per_cell
 
     def check(self, config) -> None:
-        from ..runner.config import ConfigFileError
-
         import shutil
 
         _submitit()
@@ -100,15 +99,13 @@ class SlurmExecutor(Executor):
         ex.update_parameters(**params)
         return ex
 
-    def run(self, cells, run_one: CellRun, on_start: OnStart, on_done: OnDone, *, progress: bool = False) -> None:
+    def run(self, cells, run_one: JobRun, on_start: OnStart, on_done: OnDone, *, progress: bool = False) -> None:
         ex = self._executor(run_one.root)
         job_fn = _checkpointable_cell(_submitit())(run_one)
         try:
             with ex.batch():  # one array job: Slurm schedules it as one unit, array_parallelism at a time
                 submitted = [(ex.submit(job_fn, cell), cell) for cell in cells]
         except Exception as exc:  # sbatch refused it (unknown partition, limits): nothing was submitted
-            from ..runner.config import ConfigFileError
-
             raise ConfigFileError(f"executor: submitting the cells failed: {type(exc).__name__}: "
                                   f"{str(exc).strip()[:500]}") from None
         pending = {job: (cell, 0) for job, cell in submitted}

@@ -8,8 +8,9 @@ resumable results directory), ``tables``, ``plots``, ``benchmark`` (the grid loo
 
 from .benchmark import RunSummary, render_outputs, run_benchmark
 from .config import BenchConfig, ConfigFileError, load_config, parse_config, resolve_methods
-from .grid import Cell, build_cells
-from .store import COLUMNS, ResultsStore
+from ..jobs import Cell
+from .grid import build_cells
+from ..jobs.store import COLUMNS, ResultsStore
 
 __all__ = [
     "COLUMNS",

@@ -10,45 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from ..allocator import retain_freed_memory
-from ..executors import CellRun, Executor, make_executor, override_executor, threads_per_job  # noqa: F401
+from ..executors import CellRun, Executor, JobRun, make_executor, override_executor, threads_per_job  # noqa: F401
+from ..jobs import RESULTS, Cell, ResultsStore
+from ..jobs.provenance import environment
+from ..files import write_atomic
 from .config import BenchConfig, ConfigFileError, attempt, check_environment, dump_config, resolve_methods
-from .grid import Cell, build_cells
-from .progress import CellProgress
-from .provenance import environment
-from .store import ResultsStore, write_atomic
+from .driver import JobSummary, RunInterrupted, pending, run_jobs  # noqa: F401 (RunInterrupted: re-exported)
+from .grid import build_cells
 from .workers import names_workers_cannot_see
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run: queued cells were not started, running ones abandoned; the store is valid."""
-
-    def __init__(self, summary: "RunSummary") -> None:
-        super().__init__(f"interrupted; {len(summary.ran)} cell(s) finished, rerun to continue")
-        self.summary = summary
-
-
 @dataclass
-class RunSummary:
+class RunSummary(JobSummary):
     """What a run did: cells in the grid, cells skipped as already finished, cells run, cells failed."""
 
-    root: Path
-    total: int
-    skipped: list[str] = field(default_factory=list)
-    ran: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    """(cell name, error message)."""
     outputs: list[Path] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
     """(metric, reason) for every metric that could not be computed (e.g. FID without Inception weights)."""
-    damaged: list[tuple[str, str]] = field(default_factory=list)
-    """(cell name, what was wrong) for finished cells whose record or artefacts no longer verify (recomputed)."""
 
     audit: Any = None
     """The :class:`~dpgen_bench.runner.audits.AuditSummary` when the config has ``audit: true``."""
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
 
 
 def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, Any]]:
@@ -62,6 +43,24 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
         raise ConfigFileError(problems)
     cells = build_cells(config, method_configs)
     return cells, ResultsStore(config.output_dir), method_configs
+
+
+def open_executor(config: BenchConfig) -> Executor:
+    """The config's executor, checked before the run lock (nothing trains): its own checks, and that a worker
+    process out of this one sees every name the config uses."""
+    executor = make_executor(config.executor)
+    executor.check(config)
+    retain_freed_memory()  # jobs may run in this process (workers do it in set_up_cell_process)
+    if not executor.in_process:
+        _check_spawnable(config)
+    return executor
+
+
+def job_run(config: BenchConfig, executor: Executor, root: Path) -> JobRun:
+    """How every job of this run is run (picklable, it travels to the workers). Each row records the thread
+    count its job ran with (``torch_threads``)."""
+    return JobRun(root=str(root), device=config.device, threads=executor.threads, plugins=tuple(config.plugins),
+                  env=dict(config.executor.env))
 
 
 def _check_spawnable(config: BenchConfig) -> None:
@@ -95,11 +94,7 @@ def run_benchmark(
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         config = config.model_copy(update={"executor": override_executor(config.executor, jobs=jobs)})
     cells, store, method_configs = prepare(config)
-    executor = make_executor(config.executor)
-    executor.check(config)
-    retain_freed_memory()  # cells may train in this process (workers do it in set_up_cell_process)
-    if not executor.in_process:
-        _check_spawnable(config)
+    executor = open_executor(config)
     with store.lock():
         return _run_locked(config, cells, store, method_configs, executor, force=force, progress=progress,
                            render=render)
@@ -108,52 +103,19 @@ def run_benchmark(
 def _run_locked(config, cells, store, method_configs, executor: Executor, *, force, progress, render) -> RunSummary:
     root = store.root
     keys = [c.key for c in cells]
-    summary = RunSummary(root=root, total=len(cells))
-    todo = []
-    for cell in cells:
-        state = store.cell_state(cell.key)
-        if not force and state == "done":
-            summary.skipped.append(cell.name)
-            continue
-        if state.startswith("damaged"):
-            summary.damaged.append((cell.name, state.split(": ", 1)[1]))
-        todo.append(cell)
+    summary = RunSummary(root=root, total=len(cells), keys=keys)
+    todo = pending(cells, store, summary, force)
     if todo:  # a run with nothing to do rewrites no provenance (every row also carries its own versions)
         write_atomic(root / "config.yaml", dump_config(config, method_configs))
         write_atomic(root / "environment.json", json.dumps(environment(), indent=1, sort_keys=True))
-    store.rebuild_csv(keys)
-    view = CellProgress(len(todo), enabled=progress)
-
-    def finished(cell: Cell, record: dict[str, Any]) -> None:
-        # The driver is the single writer of the store: workers only return their records.
-        store.write_record(record)
-        summary.ran.append(cell.name)
-        if record["status"] != "ok":
-            summary.failed.append((cell.name, str(record.get("error"))))
-        store.rebuild_csv(keys)  # results.csv stays current: a kill now loses only unfinished cells
-        view.finish(cell.name, record)
-
-    # Each row records the thread count its cell ran with (torch_threads).
-    run_one = CellRun(root=str(root), device=config.device, threads=executor.threads, plugins=tuple(config.plugins),
-                      env=dict(config.executor.env))
-    try:
-        if todo:
-            executor.open()
-        executor.run(todo, run_one, lambda cell: view.start(cell.name), finished, progress=view.cell_bars)
-    except KeyboardInterrupt:
-        view.close()
-        store.rebuild_csv(keys)  # every finished cell is in results.csv; abandoned ones have no record
-        raise RunInterrupted(summary) from None
-    finally:
-        view.close()  # stops the heartbeat and gives sys.stderr back, whatever happened
-        executor.close()
+    run_jobs(todo, RESULTS, store, summary, executor, job_run(config, executor, root), progress=progress)
     df = store.frame(keys)
     gone = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].isna()]
     summary.missing = sorted({(str(m), str(r)) for m, r in zip(gone["metric"], gone["missing_reason"])})
     if config.audit.enabled:  # after the grid, under the same lock; audit.csv is in place before rendering
         from .audits import run_audits
 
-        summary.audit = run_audits(config, progress=progress, lock=False)
+        summary.audit = run_audits(config, progress=progress, lock=False, executor=executor)
     if render:
         summary.outputs = render_outputs(root)
     return summary

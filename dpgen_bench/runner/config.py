@@ -16,7 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from ..privacy.accounting import DEFAULT_ACCOUNTANT, UnknownAccountantError, check_delta, get_accountant
+from ..errors import _SCHEMA_PREFIX, ConfigFileError  # noqa: F401 (re-exported: the old place)
 from ..executors.base import ExecutorSpec
+from ..jobs.evaluation import EvaluationSpec  # noqa: F401 (re-exported: part of the config schema)
 from ..plugins import PluginImportError, load_plugins
 from ..privacy.budget import DELTA_RULE
 
@@ -27,23 +29,6 @@ from ..privacy.budget import DELTA_RULE
 _BUDGET_KEYS = {"epsilon", "eps", "epsilons", "delta", "target_epsilon", "target_delta", "budget", "accountant"}
 
 
-class ConfigFileError(ValueError):
-    """A benchmark config that does not validate; the message names the key and the bad value.
-
-    Carries every problem found (``problems``), so a config with several mistakes is reported in one go:
-    one problem reads as its own line, several as ``invalid benchmark config (N problems):`` and a list."""
-
-    def __init__(self, problems: str | list[str]) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(dict.fromkeys(problems))
-        if len(self.problems) == 1:
-            text = self.problems[0]
-        else:
-            text = f"invalid benchmark config ({len(self.problems)} problems):" + "".join(
-                f"\n  - {p.removeprefix(_SCHEMA_PREFIX)}" for p in self.problems)
-        super().__init__(text)
-
-
-_SCHEMA_PREFIX = "invalid benchmark config: "
 
 
 def attempt(problems: list[str], check, *args: Any) -> Any:
@@ -64,7 +49,7 @@ class PublicDataSpec(_Strict):
     """Public data a method entry hands its method (``RunContext.public_data``), e.g. for pre-training.
 
     Allowed only for methods whose capabilities declare ``public_data``, and never from the private dataset's
-    family (checked before anything trains, :func:`dpgen_bench.runner.public.check_public_data`). Part of the
+    family (checked before anything trains, :func:`dpgen_bench.jobs.public.check_public_data`). Part of the
     cell key and recorded in every row (``public_dataset``)."""
 
     dataset: str = Field(min_length=1)
@@ -104,110 +89,6 @@ class MethodSpec(_Strict):
     @property
     def display(self) -> str:
         return self.label or self.name
-
-
-class EvaluationSpec(_Strict):
-    """Which metrics to compute and on how many samples."""
-
-    metrics: list[str] = Field(min_length=1)
-    """Metric names of :func:`dpgen_bench.metrics.list_metrics` (``fid``, ``fd-digitcnn``, ``accuracy``, ``prdc`` ...)."""
-    n_samples: int = Field(default=5000, ge=1)
-    """Synthetic samples drawn per cell (class-balanced) for every metric without its own count."""
-    n_samples_per_metric: dict[str, int] = Field(default_factory=dict)
-    """Per-metric synthetic sample counts, e.g. ``{fid: 60000}`` (FID is only comparable at equal counts)."""
-    n_real: int | None = Field(default=None, ge=1)
-    """Real test examples used (a fixed random subset of the test split); None = the whole test split."""
-    accuracy: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of the downstream classifiers' budgets (:class:`dpgen_bench.metrics.accuracy.AccuracyConfig`)."""
-    prdc_k: int = Field(default=5, ge=1)
-    """k of the k-NN manifolds of precision/recall/density/coverage."""
-    prdc_space: Literal["effnet", "digitcnn"] = "effnet"
-    """Feature space of precision/recall/density/coverage."""
-    fid_weights_path: str | None = None
-    """Local Inception-v3 (2015-12-05 TF) checkpoint for FID; None: torch hub cache or download."""
-    protocol: Literal["dpgen-bench", "dpimagebench"] = "dpgen-bench"
-    """``dpgen-bench``: this library's metrics against the test split (the default). ``dpimagebench``: the
-    field's protocol (``docs/protocol.md``): ``metrics`` may then name ``accuracy`` (three classifiers, mean),
-    ``fid`` and ``prdc`` (FID / precision / recall k=4 against the sensitive train split); ``n_samples``
-    should be 60,000."""
-    selection: list[Literal["synthetic-val", "sensitive-val"]] = Field(default_factory=lambda: ["synthetic-val"])
-    """dpimagebench protocol: the classifier epoch selection modes reported (``acc-dpi-<mode>``);
-    ``sensitive-val`` is DPImageBench's (not private, flagged), ``synthetic-val`` the honest one."""
-    dpimagebench: dict[str, Any] = Field(default_factory=dict)
-    """dpimagebench protocol: deviations for CPU runs and tests
-    (:class:`dpgen_bench.metrics.dpimagebench.ProtocolOptions`: ``synthetic_val_size``, ``classifiers``:
-    protocol|tiny, ``epochs``, ``batch_size``); any of them marks the results not comparable."""
-
-    @field_validator("selection", mode="before")
-    @classmethod
-    def _selection(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("dpimagebench")
-    @classmethod
-    def _protocol_options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from ..metrics.dpimagebench import ProtocolOptions
-
-        try:
-            ProtocolOptions(**value)
-        except TypeError as exc:
-            import dataclasses
-
-            raise ValueError(f"{exc}; valid keys: {[f.name for f in dataclasses.fields(ProtocolOptions)]}") from None
-        return value
-
-    @field_validator("accuracy")
-    @classmethod
-    def _accuracy(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import dataclasses
-
-        from ..metrics.accuracy import AccuracyConfig
-
-        fields = {f.name: f for f in dataclasses.fields(AccuracyConfig)}
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown}; valid keys: {sorted(fields)}")
-        for key, v in value.items():
-            default = getattr(AccuracyConfig(), key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(default, int) and not isinstance(v, int)):
-                raise ValueError(f"{key} must be a {type(default).__name__}, got {v!r}")
-            if v <= 0:
-                raise ValueError(f"{key} must be > 0, got {v!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _counts(self) -> "EvaluationSpec":
-        unknown = sorted(set(self.n_samples_per_metric) - set(self.metrics))
-        if unknown:
-            raise ValueError(f"n_samples_per_metric names metric(s) {unknown} that are not in metrics {self.metrics}")
-        for name, n in self.n_samples_per_metric.items():
-            if isinstance(n, bool) or n < 1:
-                raise ValueError(f"n_samples_per_metric.{name} must be an integer >= 1, got {n!r}")
-        if len(set(self.metrics)) != len(self.metrics):
-            raise ValueError(f"metrics lists a name twice: {self.metrics}")
-        if self.protocol == "dpimagebench":
-            from ..metrics.dpimagebench import PROTOCOL_METRICS
-
-            other = sorted(set(self.metrics) - set(PROTOCOL_METRICS))
-            if other:
-                raise ValueError(f"protocol dpimagebench computes metrics {list(PROTOCOL_METRICS)}; got {other}")
-            if self.n_samples_per_metric or self.n_real is not None:
-                raise ValueError("protocol dpimagebench uses all n_samples for every metric and the whole splits: "
-                                 "n_samples_per_metric and n_real do not apply")
-        return self
-
-    def protocol_options(self):
-        """The :class:`~dpgen_bench.metrics.dpimagebench.ProtocolOptions` of this evaluation."""
-        from ..metrics.dpimagebench import ProtocolOptions
-
-        return ProtocolOptions(**self.dpimagebench)
-
-    def sample_count(self, metric: str) -> int:
-        return int(self.n_samples_per_metric.get(metric, self.n_samples))
-
-    @property
-    def max_samples(self) -> int:
-        return max(self.sample_count(m) for m in self.metrics)
 
 
 class GenericAuditSpec(_Strict):
@@ -667,7 +548,7 @@ def _resolve_method(config: BenchConfig, i: int, spec: MethodSpec, info) -> Any:
     except ValueError as exc:
         raise ConfigFileError(f"accountant: method {spec.name!r}: {exc}") from None
     if spec.public_data is not None:
-        from .public import PublicDataError, check_public_data
+        from ..jobs.public import PublicDataError, check_public_data
 
         try:
             check_public_data(spec.public_data, config.dataset, spec.name, cls.capabilities_for(method_config))

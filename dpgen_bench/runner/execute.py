@@ -1,270 +1,39 @@
-"""Running one cell, in four steps a reader can follow (:func:`run_cell`):
+"""Running one training cell moved to :mod:`dpgen_bench.jobs.training`; this module keeps the old imports working."""
 
-1. **train and check the spend** — build the method, fit it with a fresh ledger, recompute ε from the ledger;
-2. **sample and validate** — draw the samples every metric needs, refuse a wrong shape, NaN or range;
-3. **evaluate** — the metrics of :func:`evaluate_samples` (shared with ``dpgen-bench evaluate``);
-4. **write the artefacts** — samples, grid, checkpoint, ledger; then return the record (the driver writes it).
-
-:func:`run_cell` never raises for a problem of the cell itself (an exception in the method, NaN samples or
-metrics, a privacy check that fails): it returns a record with ``status="failed"`` and the error, so the
-other cells still run. The record is what :class:`~dpgen_bench.runner.store.ResultsStore` stores.
-"""
-
-from __future__ import annotations
-
-import dataclasses
-import datetime as _dt
-import functools
-import json
-import math
-import time
-import traceback
-import warnings
-from pathlib import Path
-from typing import Any
-
-import torch
-
-from ..context import RunContext
-from ..data.types import ImageDataset
-from ..files import write_atomic
-from ..method import GenerativeMethod
-from ..privacy.budget import NEIGHBOURING, PrivacyBudget
-from ..privacy.ledger import PrivacyLedger
-from .config import EvaluationSpec
-from .grid import Cell
-from .memory import measure_peak_memory
-from .progress import warnings_from
-from .provenance import versions
-from .samples import check_samples, save_grid, save_samples
-from .store import ResultsStore, artefact_digests
-
-CELL_ARTEFACTS = ("samples.npz", "samples.png", "ledger.json", "checkpoint/state.pt", "checkpoint/method.json")
-"""Files a finished cell leaves in its folder; their sizes and SHA-256 go into its record."""
-
-
-class PrivacyCheckError(RuntimeError):
-    """The ε recomputed from the ledger exceeds the target, or a private run recorded nothing."""
-
-
-@functools.lru_cache(maxsize=2)
-def _splits(dataset: str, split_seed: int, test_fraction: float, data_dir: str | None, download: bool,
-            split: str = "pooled"):
-    from ..data import load_splits
-
-    return load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir, download=download,
-                       split=split)
-
-
-def load_cell_splits(cell: Cell):
-    """The cell's (train, test, info[, val]) splits (cached per process: every cell of a run shares them)."""
-    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download, cell.split)
-
-
-def budget_for(cell: Cell, nominal_train_size: int) -> PrivacyBudget:
-    """The cell's budget, carrying its accountant; the δ rule uses the *declared* train size n̂."""
-    return PrivacyBudget.from_setting(cell.epsilon, cell.delta, nominal_train_size, cell.accountant)
-
-
-def check_spend(spent: float, ledger: PrivacyLedger, budget: PrivacyBudget, method: str) -> None:
-    """:class:`PrivacyCheckError` if ``spent`` (ε recomputed from ``ledger`` with the budget's accountant)
-    exceeds the target beyond float rounding, or a private run recorded nothing."""
-    if len(ledger) == 0:
-        raise PrivacyCheckError(
-            f"{method} trained at ε={budget.epsilon:g} but recorded no release in the ledger; "
-            f"every data-dependent release must be recorded"
-        )
-    if not budget.admits(spent):  # also catches NaN
-        raise PrivacyCheckError(
-            f"ε recomputed from the ledger is {spent:.6g} with accountant {budget.accountant!r}, above the "
-            f"target {budget.epsilon:g} (δ={budget.delta:.3g}): the method released more than it calibrated for"
-        )
-
-
-def _metric_row(m: Any) -> dict[str, Any]:
-    value = m.value
-    if value is not None:
-        value = float(value)
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError(f"metric {m.name!r} came out as {value}; a metric that cannot be computed must be missing with a reason")
-    details = getattr(m, "details", None) or {}
-    return {
-        "metric": m.name,
-        "value": value,
-        "direction": m.direction,
-        "missing_reason": m.missing_reason,
-        "n_real": m.n_real,
-        "n_fake": m.n_fake,
-        "extractor": m.extractor,
-        "same_space_as_training": bool(getattr(m, "same_space_as_training", False)),
-        "metric_details": json.dumps(details, sort_keys=True, default=str),
-    }
-
-
-def evaluate_samples(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    labelled: bool,
-    test,
-    evaluation: EvaluationSpec,
-    *,
-    root: str | Path,
-    seed: int,
-    split_seed: int,
-    train_extractor: str | None = None,
-    device: str = "cpu",
-    progress: bool = False,
-    train: ImageDataset | None = None,
-    val: ImageDataset | None = None,
-) -> list[dict[str, Any]]:
-    """The metric rows of one set of samples (images in [0, 1], NCHW) against the real ``test`` split under
-    the evaluation protocol ``evaluation``; the first k samples serve a metric that asks for k. Used by
-    :func:`run_cell` and by ``dpgen-bench evaluate`` for samples made elsewhere.
-
-    The ``dpimagebench`` protocol also needs the sensitive ``train`` split (FID / precision / recall reference)
-    and, for ``sensitive-val`` selection, the ``val`` split (``split: official``)."""
-    from ..metrics import MetricSkippedWarning, compute_metrics
-    from ..metrics.accuracy import AccuracyConfig
-
-    if evaluation.protocol == "dpimagebench":
-        from ..metrics import dpimagebench
-
-        if train is None:
-            raise ValueError("the dpimagebench protocol needs the sensitive train split (its FID reference)")
-        synthetic = ImageDataset(images, labels, test.info, split="synthetic", meta={"labelled": labelled})
-        results = dpimagebench.evaluate(
-            list(evaluation.metrics), synthetic, train=train, test=test, val=val, selections=list(evaluation.selection),
-            options=evaluation.protocol_options(), seed=seed, device=device, cache_dir=str(Path(root) / "cache"),
-            fid_weights_path=evaluation.fid_weights_path, train_extractor=train_extractor, progress=progress)
-        return [_metric_row(m) for m in results]
-
-    real = test
-    if evaluation.n_real is not None and evaluation.n_real < len(test):
-        g = torch.Generator().manual_seed(split_seed)
-        real = test.subset(torch.randperm(len(test), generator=g)[: evaluation.n_real], split="test")
-    rows: list[dict[str, Any]] = []
-    for count in sorted({evaluation.sample_count(m) for m in evaluation.metrics}):
-        names = [m for m in evaluation.metrics if evaluation.sample_count(m) == count]
-        synthetic = ImageDataset(images[:count], labels[:count], test.info, split="synthetic", meta={"labelled": labelled})
-        with warnings.catch_warnings():
-            # A skipped metric is a row with its missing_reason; the run prints one notice per reason at the end.
-            warnings.simplefilter("ignore", MetricSkippedWarning)
-            results = compute_metrics(
-                names, real, synthetic, train_extractor=train_extractor, cache_dir=str(Path(root) / "cache"),
-                device=device, seed=seed, progress=progress, accuracy_config=AccuracyConfig(**evaluation.accuracy),
-                prdc_k=evaluation.prdc_k, prdc_space=evaluation.prdc_space, fid_weights_path=evaluation.fid_weights_path,
-            )
-        rows.extend(_metric_row(m) for m in results)
-    return rows
-
-
-# ------------------------------------------------------------------------------------------ the four steps
-
-
-def train(method: GenerativeMethod, train: ImageDataset, budget: PrivacyBudget) -> tuple[PrivacyLedger, float, float]:
-    """Step 1a: fit ``method`` with a fresh ledger; returns (ledger, ε recomputed from it with the budget's
-    accountant — ∞ for a non-private run, fit time in s)."""
-    ledger = PrivacyLedger()
-    t0 = time.perf_counter()
-    method.fit(train, budget, ledger)
-    fit_time = time.perf_counter() - t0
-    spent = float(ledger.epsilon(budget)) if budget.is_private else math.inf
-    return ledger, spent, fit_time
-
-
-def draw_samples(method: GenerativeMethod, evaluation: EvaluationSpec, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step 2: as many samples as the hungriest metric needs, checked (shape, finite, [0, 1])."""
-    n = evaluation.max_samples
-    images, labels = method.sample(n, seed=seed)
-    return check_samples(images, labels, n, method.info.shape), labels.detach().cpu().long()
-
-
-def write_artefacts(cell_dir: Path, method: GenerativeMethod, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """Step 4: ``samples.npz``, the ``samples.png`` grid and the checkpoint (``ledger.json`` is written right
-    after training, so a cell that fails the spend check keeps it)."""
-    save_samples(cell_dir / "samples.npz", images, labels)
-    save_grid(cell_dir / "samples.png", images, labels, method.info.num_classes if method.samples_labelled else 1)
-    method.save(cell_dir / "checkpoint")
-
-
-def _cell_facts(cell: Cell, device: str) -> dict[str, Any]:
-    """The columns every row of the cell carries, known before it runs."""
-    return {
-        "cell_key": cell.key,
-        "dataset": cell.dataset,
-        "method": cell.label,
-        "method_name": cell.method,
-        "method_config_hash": cell.method_config_hash,
-        "method_config": json.dumps(cell.method_config, sort_keys=True),
-        "target_epsilon": cell.epsilon,
-        "accountant": cell.accountant,
-        "neighbouring": NEIGHBOURING,
-        "seed": cell.seed,
-        "split": cell.split,
-        "split_seed": cell.split_seed,
-        "public_dataset": cell.public_data["dataset"] if cell.public_data is not None else None,
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        **versions(),
-    }
-
-
-def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, facts: dict[str, Any]) -> list[dict]:
-    """Steps 1–4 for one cell; fills ``facts`` as they become known and returns the metric rows."""
-    from ..registry import get_method
-
-    splits = load_cell_splits(cell)
-    # The declared size n̂ only: the actual length of the private split is private (add/remove).
-    n_hat = splits.train.public_size()
-    budget = budget_for(cell, n_hat)
-    facts.update(n_train_nominal=n_hat, n_test=len(splits.test), delta=budget.delta, delta_rule=budget.delta_rule)
-    if cell.public_data is not None:  # public, so it may change what the method computes (resolve_methods checked it)
-        from .public import load_public_data
-
-        context = dataclasses.replace(context, public_data=load_public_data(
-            cell.public_data, splits.info, data_dir=cell.data_dir, download=cell.download))
-    torch.manual_seed(cell.seed)
-    method_cls = get_method(cell.method)
-    method = method_cls(cell.method_config, splits.info, seed=cell.seed, context=context)
-    facts["train_extractor"] = method_cls.training_extractor(method.config)
-
-    ledger, facts["spent_epsilon"], facts["fit_time_s"] = train(method, splits.train, budget)
-    facts["ledger"] = json.dumps(ledger.to_dicts(), sort_keys=True)
-    write_atomic(cell_dir / "ledger.json", json.dumps(ledger.to_dicts(), indent=1))
-    if budget.is_private:  # step 1b: the runner's own privacy check, on what was actually released
-        check_spend(facts["spent_epsilon"], ledger, budget, cell.method)
-    images, labels = draw_samples(method, cell.evaluation, cell.seed)
-    write_artefacts(cell_dir, method, images, labels)
-    return evaluate_samples(images, labels, method.samples_labelled, splits.test, cell.evaluation, root=root,
-                            seed=cell.seed, split_seed=cell.split_seed, train_extractor=facts["train_extractor"],
-                            device=context.device, progress=context.progress, train=splits.train, val=splits.val)
-
-
-def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Run one cell end to end and write its artefacts in its folder under ``root``; return its record (for the
-    driver to store: :meth:`~dpgen_bench.runner.store.ResultsStore.write_record`)."""
-    store = ResultsStore(root)
-    cell_dir = store.cell_dir(cell.key)
-    context = RunContext(device=str(device), progress=progress, cache_dir=Path(root) / "cache")
-    facts = _cell_facts(cell, device)
-    facts.update(fit_time_s=None, delta=None, delta_rule=None)
-    started = time.perf_counter()
-    status, error, metric_rows = "ok", None, []
-    with measure_peak_memory(device) as peak:
-        try:
-            with warnings_from(cell.name):
-                metric_rows = _run_steps(cell, cell_dir, Path(root), context, facts)
-        except Exception as exc:  # the cell fails; the grid goes on
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            write_atomic(cell_dir / "error.txt", traceback.format_exc())
-    facts.update(status=status, error=error, wall_time_s=time.perf_counter() - started, peak_memory_mb=peak.cpu_mb,
-                 peak_gpu_memory_mb=peak.gpu_mb,
-                 finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    if status == "ok":
-        rows, artefacts = [{**facts, **r} for r in metric_rows], artefact_digests(cell_dir, CELL_ARTEFACTS)
-    else:
-        rows, artefacts = [{**facts, "metric": None, "value": None}], {}
-    # Returned, not written: the driver is the results store's only writer (it writes this record after the
-    # artefacts above, so a cell killed before that has no record and is recomputed).
-    return {"key": cell.key, "name": cell.name, "status": status, "error": error, "cell": cell.key_data(),
-            "rows": rows, "artefacts": artefacts}
+from ..jobs.training import (  # noqa: F401
+    CELL_ARTEFACTS,
+    Cell,
+    EvaluationSpec,
+    GenerativeMethod,
+    ImageDataset,
+    MethodJob,
+    NEIGHBOURING,
+    PrivacyBudget,
+    PrivacyCheckError,
+    PrivacyLedger,
+    RESULTS,
+    ResultsStore,
+    RunContext,
+    _cell_facts,
+    _metric_row,
+    _run_steps,
+    _splits,
+    artefact_digests,
+    budget_for,
+    check_samples,
+    check_spend,
+    config_hash,
+    draw_samples,
+    evaluate_samples,
+    load_cell_splits,
+    measure_peak_memory,
+    record,
+    run_cell,
+    save_grid,
+    save_samples,
+    train,
+    versions,
+    warnings_from,
+    write_artefacts,
+    write_atomic,
+)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, TextIO
 
 from tqdm.auto import tqdm
+
+from ..jobs.notices import one_line_warnings, warnings_from  # noqa: F401 (re-exported: the old place)
 
 HEARTBEAT_S = 60.0
 """Longest silence, in seconds, of a log while a cell runs: a heartbeat line is printed at this interval."""
@@ -78,9 +79,9 @@ class CellProgress:
 
     def __init__(self, total: int, enabled: bool = True, interactive: bool | None = None,
                  stream: TextIO | None = None, heartbeat_s: float | None = HEARTBEAT_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, unit: str = "cell") -> None:
         """``heartbeat_s``: in a log, the interval of the heartbeat lines (None: none); ``clock``: seconds, for
-        tests."""
+        tests; ``unit``: what is counted (``cell``, ``audit``)."""
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled and total > 0
         self.interactive = self.enabled and (self.stream.isatty() if interactive is None else interactive)
@@ -91,7 +92,7 @@ class CellProgress:
         self.started = clock()
         self._since: dict[str, float] = {}  # running cell -> when it started
         self._lock = threading.Lock()
-        self._bar = tqdm(total=total, desc="cells", unit="cell", file=self.stream, position=0) if self.interactive else None
+        self._bar = tqdm(total=total, desc=f"{unit}s", unit=unit, file=self.stream, position=0) if self.interactive else None
         self._stderr, self._stop, self._beats = None, threading.Event(), None
         if self.enabled and not self.interactive and heartbeat_s is not None:
             # The cell's bars run into a sink; the heartbeat reads their step and rate (see _BarSink).
@@ -163,41 +164,3 @@ class CellProgress:
             self._beats = None
         if self._stderr is not None:
             sys.stderr, self._stderr = self._stderr, None
-
-
-def one_line_warnings(stream: TextIO | None = None) -> None:
-    """Show each distinct warning (category and message) once, as one line, without Python source lines.
-
-    Installed for the rest of the process (a run's driver and each ``--jobs`` worker)."""
-    import warnings
-
-    seen: set[tuple[str, str, str | None]] = set()
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        key = (category.__name__, str(message), _cell)
-        if key in seen:
-            return
-        seen.add(key)
-        first = str(message).strip().splitlines()[0] if str(message).strip() else ""
-        where = f"{_cell}: " if _cell else ""
-        print(f"warning: {where}{category.__name__}: {first}", file=stream if stream is not None else sys.stderr,
-              flush=True)
-
-    warnings.simplefilter("always")  # deduplicated above, by content rather than by source location
-    warnings.showwarning = show
-
-
-_cell: str | None = None
-"""The cell whose code runs in this process now (:func:`warnings_from`), named in its warnings' lines."""
-
-
-@contextmanager
-def warnings_from(cell_name: str) -> Iterator[None]:
-    """Name ``cell_name`` in the line of every warning shown while the block runs (with
-    :func:`one_line_warnings`; each distinct warning is then shown once per cell)."""
-    global _cell
-    before, _cell = _cell, cell_name
-    try:
-        yield
-    finally:
-        _cell = before

@@ -1,0 +1,88 @@
+"""The driver loop every grid shares (training cells, audits): skip what is finished, hand the rest to the
+config's executor, write each returned record (this driver is the store's only writer), keep the table's CSV
+current after every job, and show the progress. ``run_benchmark`` and ``run_audits`` are this loop on their
+jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..executors import Executor, JobRun
+from ..jobs import Job, ResultsStore, Table
+from .progress import CellProgress
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: queued jobs were not started, running ones abandoned; the store is valid."""
+
+    def __init__(self, summary: "JobSummary") -> None:
+        super().__init__(f"interrupted; {len(summary.ran)} cell(s) finished, rerun to continue")
+        self.summary = summary
+
+
+@dataclass
+class JobSummary:
+    """What a run of a grid did: jobs in it, skipped as already finished, run, failed."""
+
+    root: Path
+    total: int
+    skipped: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(job name, error message)."""
+    damaged: list[tuple[str, str]] = field(default_factory=list)
+    """(job name, what was wrong) for finished jobs whose record or artefacts no longer verify (recomputed)."""
+    keys: list[str] = field(default_factory=list)
+    """The keys of the grid's jobs (its rows in the table's CSV, in order)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def pending(jobs: Sequence[Job], store: ResultsStore, summary: JobSummary, force: bool) -> list[Job]:
+    """The jobs to run (all with ``force``); finished ones go to ``summary.skipped``, damaged ones are noted."""
+    todo = []
+    for job in jobs:
+        state = store.job_state(job)
+        if not force and state == "done":
+            summary.skipped.append(job.name)
+            continue
+        if state.startswith("damaged"):
+            summary.damaged.append((job.name, state.split(": ", 1)[1]))
+        todo.append(job)
+    return todo
+
+
+def run_jobs(todo: Sequence[Job], table: Table, store: ResultsStore, summary: JobSummary, executor: Executor,
+             run_one: JobRun, *, progress: bool, on_record: Callable[[Job, dict[str, Any]], None] | None = None,
+             unit: str = "cell") -> None:
+    """Run ``todo`` with ``executor`` (the store's lock held by the caller): each record is written to
+    ``table`` as it arrives and the CSV of ``summary.keys`` rebuilt. Ctrl-C: :class:`RunInterrupted`."""
+    store.rebuild_csv(summary.keys, table)
+    view = CellProgress(len(todo), enabled=progress, unit=unit)
+
+    def finished(job: Job, record: dict[str, Any]) -> None:
+        # The driver is the single writer of the store: workers only return their records.
+        store.write_record(record, table)
+        summary.ran.append(job.name)
+        if record["status"] != "ok":  # an audit's not-run (a stated reason) is reported with the failures
+            summary.failed.append((job.name, str(record.get("error"))))
+        if on_record is not None:
+            on_record(job, record)
+        store.rebuild_csv(summary.keys, table)  # the CSV stays current: a kill now loses only unfinished jobs
+        view.finish(job.name, record)
+
+    try:
+        if todo:
+            executor.open()
+        executor.run(list(todo), run_one, lambda job: view.start(job.name), finished, progress=view.cell_bars)
+    except KeyboardInterrupt:
+        view.close()
+        store.rebuild_csv(summary.keys, table)  # every finished job is in the CSV; abandoned ones have no record
+        raise RunInterrupted(summary) from None
+    finally:
+        view.close()  # stops the heartbeat and gives sys.stderr back, whatever happened
+        executor.close()
