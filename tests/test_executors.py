@@ -20,6 +20,7 @@ import runner_toy
 from dpgen_bench.cli import main
 from dpgen_bench.executors import CellRun, RaySpec, make_executor, override_executor
 from dpgen_bench.executors.ray_executor import check_reachable
+from dpgen_bench.runner.audits import run_audits
 from dpgen_bench.runner.benchmark import prepare, run_benchmark
 from dpgen_bench.runner.config import ConfigFileError, parse_config
 from dpgen_bench.runner.store import ResultsStore
@@ -204,3 +205,31 @@ def test_executor_settings_are_strict_and_the_command_line_overrides_them(tmp_pa
     path.write_text(yaml.safe_dump(runner_toy.tiny_config(tmp_path / "out")))
     assert main(["run", str(path), "--address", "h:1", "--dry-run"]) == 2
     assert "--address is the Ray cluster's address" in capsys.readouterr().err
+
+
+AUDIT_SAME = ["audit_key", "status", "method", "variant", "audit_kind", "target_epsilon", "claimed_epsilon", "trials",
+              "examples", "delta"]
+"""Columns of an audit row that must not depend on where it ran (the bounds come from fresh OS-entropy noise)."""
+
+
+def _audit_config(out: Path, executor: dict):
+    """Two hook audits of a one-step DP-MERF at ε = 1: the correct method and its tenth-noise variant."""
+    audit = {"enabled": True, "trials": 40, "variants": ["tenth-noise"], "methods": {"dp-merf": {"examples": 50}},
+             "generic": None}
+    return _config(out, executor, methods=[{"name": "dp-merf", "config": {"n_features": 20, "steps": 1}}],
+                   epsilons=[1], seeds=[0], audit=audit)
+
+
+def _audit_frame(executor: dict, out: Path) -> pd.DataFrame:
+    summary = run_audits(_audit_config(out, executor), progress=False)
+    assert summary.ok and len(summary.ran) == 2, summary.failed
+    return pd.read_csv(out / "audit.csv").sort_values("audit_key").reset_index(drop=True)[AUDIT_SAME]
+
+
+def test_audits_are_jobs_the_jobs_2_and_ray_executors_give_the_serial_audits_rows(ray_session, tmp_path):
+    serial = _audit_frame({"name": "local"}, tmp_path / "serial")
+    assert set(serial["variant"]) == {"correct", "tenth-noise"} and (serial["claimed_epsilon"] > 0).all()
+    for name, executor in [("jobs2", {"name": "local", "jobs": 2}), ("ray", {"name": "ray"})]:
+        pd.testing.assert_frame_equal(_audit_frame(executor, tmp_path / name), serial, check_exact=True)
+    again = run_audits(_audit_config(tmp_path / "ray", {"name": "ray"}), progress=False)
+    assert again.ran == [] and len(again.skipped) == 2  # resumable: the store knows the finished audits
