@@ -48,13 +48,13 @@ def _audit(args) -> int:
     from ..runner.config import ConfigFileError, check_output_dir, load_config, resolve_methods
     from ..jobs.store import StoreLockedError
 
-    from .run import _with_executor
+    from .executor_args import with_executor
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
     try:
-        config = _with_executor(load_config(args.config, overrides), args)
+        config = with_executor(load_config(args.config, overrides), args)
         check_output_dir(config.output_dir)
         if args.dry_run:
             resolved = resolve_methods(config)

@@ -41,25 +41,12 @@ def register(sub) -> None:
     p.set_defaults(handler=_run)
 
 
-def _with_executor(config, args):
-    """The config with ``--executor`` / ``--address`` / ``--jobs`` applied (UsageError for a mismatch)."""
-    from . import UsageError
-    from ..executors import override_executor
-
-    if args.executor is None and args.address is None and args.jobs is None:
-        return config
-    try:
-        spec = override_executor(config.executor, name=args.executor, address=args.address, jobs=args.jobs)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return config.model_copy(update={"executor": spec})
-
-
 def _run(args) -> int:
     from . import UsageError
     from ..runner.benchmark import RunInterrupted, prepare, run_benchmark
     from ..runner.config import ConfigFileError, load_config
     from ..runner.progress import one_line_warnings
+    from .executor_args import with_executor
     from ..jobs.store import StoreLockedError
 
     if args.jobs is not None and args.jobs < 1:
@@ -69,7 +56,7 @@ def _run(args) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     try:
         config = load_config(args.config, overrides)
-        config = _with_executor(config, args)
+        config = with_executor(config, args)
         if args.dry_run:
             cells, store, _ = prepare(config)
             for cell in cells:

@@ -30,7 +30,7 @@ from ..jobs.audit import (  # noqa: F401 (re-exported: the old place)
 )
 from ..jobs.schema import AUDIT_COLUMNS, AUDIT_KINDS  # noqa: F401 (re-exported: the old place)
 from .config import BenchConfig, resolve_methods
-from .driver import JobSummary, pending, run_jobs
+from .driver import JobSummary, job_run, open_executor, pending, run_jobs
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,6 @@ def run_audits(config: BenchConfig, *, force: bool = False, progress: bool = Tru
                executor: Executor | None = None) -> AuditSummary:
     """Run every audit of ``config`` that has not finished (all with ``force``) with the config's executor
     (``executor``: one already checked, e.g. the grid's); ``audit.csv`` stays current."""
-    from .benchmark import job_run, open_executor
-
     method_configs = resolve_methods(config)
     audits, gaps = _audit_plan(config, method_configs)
     store = ResultsStore(config.output_dir)

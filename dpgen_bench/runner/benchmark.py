@@ -9,15 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..allocator import retain_freed_memory
 from ..executors import CellRun, Executor, JobRun, make_executor, override_executor, threads_per_job  # noqa: F401
 from ..jobs import RESULTS, Cell, ResultsStore
 from ..jobs.provenance import environment
 from ..files import write_atomic
 from .config import BenchConfig, ConfigFileError, attempt, check_environment, dump_config, resolve_methods
-from .driver import JobSummary, RunInterrupted, pending, run_jobs  # noqa: F401 (RunInterrupted: re-exported)
+from .driver import JobSummary, RunInterrupted, _check_spawnable, job_run, open_executor, pending, run_jobs  # noqa: F401
 from .grid import build_cells
-from .workers import names_workers_cannot_see
 
 
 @dataclass
@@ -43,36 +41,6 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
         raise ConfigFileError(problems)
     cells = build_cells(config, method_configs)
     return cells, ResultsStore(config.output_dir), method_configs
-
-
-def open_executor(config: BenchConfig) -> Executor:
-    """The config's executor, checked before the run lock (nothing trains): its own checks, and that a worker
-    process out of this one sees every name the config uses."""
-    executor = make_executor(config.executor)
-    executor.check(config)
-    retain_freed_memory()  # jobs may run in this process (workers do it in set_up_cell_process)
-    if not executor.in_process:
-        _check_spawnable(config)
-    return executor
-
-
-def job_run(config: BenchConfig, executor: Executor, root: Path) -> JobRun:
-    """How every job of this run is run (picklable, it travels to the workers). Each row records the thread
-    count its job ran with (``torch_threads``)."""
-    return JobRun(root=str(root), device=config.device, threads=executor.threads, plugins=tuple(config.plugins),
-                  env=dict(config.executor.env))
-
-
-def _check_spawnable(config: BenchConfig) -> None:
-    """Workers of an out-of-process executor (``--jobs`` processes, Ray, Slurm) are fresh processes: every name
-    the config uses must reach them through dpgen_bench or a module listed under ``plugins``."""
-    unseen = names_workers_cannot_see(config)
-    if unseen:
-        raise ConfigFileError(
-            f"the {config.executor.name!r} executor's worker processes import dpgen-bench and the modules under "
-            "'plugins' only, and there: " + "; ".join(unseen) + ". Register these in a module and list that module "
-            "under 'plugins' (or run in this process: --jobs 1 with the local executor)"
-        )
 
 
 def run_benchmark(

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..executors import Executor, JobRun
+from ..allocator import retain_freed_memory
+from ..errors import ConfigFileError
+from ..executors import Executor, JobRun, make_executor
 from ..jobs import Job, ResultsStore, Table
 from .progress import CellProgress
+from .workers import names_workers_cannot_see
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -86,3 +89,33 @@ def run_jobs(todo: Sequence[Job], table: Table, store: ResultsStore, summary: Jo
     finally:
         view.close()  # stops the heartbeat and gives sys.stderr back, whatever happened
         executor.close()
+
+
+def open_executor(config) -> Executor:
+    """The config's executor, checked before the run lock (nothing trains): its own checks, and that a worker
+    process out of this one sees every name the config uses."""
+    executor = make_executor(config.executor)
+    executor.check(config)
+    retain_freed_memory()  # jobs may run in this process (workers do it in set_up_cell_process)
+    if not executor.in_process:
+        _check_spawnable(config)
+    return executor
+
+
+def job_run(config, executor: Executor, root: Path) -> JobRun:
+    """How every job of this run is run (picklable, it travels to the workers). Each row records the thread
+    count its job ran with (``torch_threads``)."""
+    return JobRun(root=str(root), device=config.device, threads=executor.threads, plugins=tuple(config.plugins),
+                  env=dict(config.executor.env))
+
+
+def _check_spawnable(config) -> None:
+    """Workers of an out-of-process executor (``--jobs`` processes, Ray, Slurm) are fresh processes: every name
+    the config uses must reach them through dpgen_bench or a module listed under ``plugins``."""
+    unseen = names_workers_cannot_see(config)
+    if unseen:
+        raise ConfigFileError(
+            f"the {config.executor.name!r} executor's worker processes import dpgen-bench and the modules under "
+            "'plugins' only, and there: " + "; ".join(unseen) + ". Register these in a module and list that module "
+            "under 'plugins' (or run in this process: --jobs 1 with the local executor)"
+        )
