@@ -170,7 +170,6 @@ class DPKernel(GeneratorMethod):
         (planned,) = plan(1.0)
         if not budget.is_private:
             return None, planned.sample_rate
-        self.capabilities.check_accountant(budget.accountant)
         cache = self.__dict__.setdefault("_sigmas", {})
         if (planned, budget) not in cache:
             cache[planned, budget] = float(calibrate(plan, budget))
@@ -194,6 +193,8 @@ class DPKernel(GeneratorMethod):
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
         """T private steps (see the module docstring); records the steps taken as one event in ``ledger``."""
         cfg = self.config
+        if budget.is_private:
+            self.capabilities.check_accountant(budget.accountant)  # before anything is released
         sigma, q = self._sigma(train, budget)
         self.noise_multiplier = sigma
         noise_gen = release_generator() if sigma is not None else None
