@@ -2,7 +2,7 @@
 to a kernel mean embedding of Poisson-sampled private batches, each perturbed by a Gaussian process —
 realised here with random Fourier features (a finite-dimensional GP), so that the released object is a
 vector and the generator's gradient is post-processing of it. The derivation and the mapping onto our
-events is in ``docs/dp_kernel.md``; in short:
+events is in ``docs/mean_embedding_family.md``; in short:
 
 * Kernel (the reference's): k((x, y), (x', y')) = Σ_l exp(−‖z − z′‖² / (2 s_l²)) · 1[y = y′], with
   z = 2x − 1 the flattened pixels in [−1, 1] and bandwidths s_l = ``bandwidths`` (default 1, 2, 4, 8, 16).
@@ -54,7 +54,7 @@ from .mean_embedding import clip_rows
 
 class DPKernelConfig(GeneratorConfig):
     """DP-Kernel hyper-parameters. Kernel and batch size are the reference's (DPImageBench MNIST config);
-    steps, learning rate and generator are CPU choices (``docs/dp_kernel.md`` says on what they were chosen)."""
+    steps, learning rate and generator are CPU choices (``docs/mean_embedding_family.md`` says on what they were chosen)."""
 
     bandwidths: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0], min_length=1)
     """s_l > 0: Gaussian kernel bandwidths in flattened-pixel units of images scaled to [−1, 1] (reference)."""
@@ -92,7 +92,7 @@ class DPKernelConfig(GeneratorConfig):
 
 
 class DPKernel(GeneratorMethod):
-    """DP-Kernel with random features; see the module docstring and ``docs/dp_kernel.md``."""
+    """DP-Kernel with random features; see the module docstring and ``docs/mean_embedding_family.md``."""
 
     name: ClassVar[str] = "dp-kernel"
     Config: ClassVar[type[MethodConfig]] = DPKernelConfig
