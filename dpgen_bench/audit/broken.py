@@ -4,7 +4,8 @@ Each variant is what a real bug looks like — the ledger still records the cali
 releases more — and an audit is only credible if it flags them (lower bound above the claimed ε):
 
 * ``tenth-noise``: every Gaussian release draws a tenth of its noise: the shared
-  :func:`~dpgen_bench.privacy.noise.gaussian_noise` of the mean-embedding and Private Evolution releases, and
+  :func:`~dpgen_bench.privacy.noise.gaussian_noise` of the mean-embedding, DP-Kernel and Private Evolution
+  releases, and
   Opacus's gradient noise in DP-SGD.
 * ``unclipped``: DP-SGD sums the per-example gradients without clipping them to C (the noise is still σ·C).
 * ``batch-coupled``: the first DP-CGAN: its generator normalises over the batch of D's fakes (BatchNorm),
@@ -80,6 +81,7 @@ def _has_gaussian_release(cls: type) -> bool:
 def _tenth_noise() -> Iterator[None]:
     import opacus.optimizers.optimizer as dp_optimizer
 
+    import dpgen_bench_methods.dp_kernel as dp_kernel
     import dpgen_bench_methods.mean_embedding as mean_embedding
     import dpgen_bench_methods.private_evolution as private_evolution
     from dpgen_bench.privacy.noise import gaussian_noise
@@ -93,6 +95,7 @@ def _tenth_noise() -> Iterator[None]:
         return real_opacus(std / 10, reference, *args, **kwargs)
 
     with mock.patch.object(mean_embedding, "gaussian_noise", tenth), \
+            mock.patch.object(dp_kernel, "gaussian_noise", tenth), \
             mock.patch.object(private_evolution, "gaussian_noise", tenth), \
             mock.patch.object(dp_optimizer, "_generate_noise", tenth_opacus):
         yield
