@@ -76,9 +76,9 @@ class GSWGANConfig(MethodConfig):
 
     num_discriminators: int = Field(
         10, ge=1, le=100_000, description="N_D, disjoint data parts with one discriminator each (paper: 1000)")
-    iterations: int = Field(600, ge=1, le=1_000_000, description="T, generator steps = releases (paper: 20000)")
+    iterations: int = Field(400, ge=1, le=1_000_000, description="T, generator steps = releases (paper: 20000)")
     pretrain_iterations: int = Field(
-        100, ge=0, le=100_000, description="non-private warm-up iterations of every discriminator on its part, "
+        20, ge=0, le=100_000, description="non-private warm-up iterations of every discriminator on its part, "
         "each against its own throw-away generator (paper: 2000); free under the charge")
     critic_iters: int = Field(5, ge=1, le=100, description="discriminator steps per iteration (paper: 5)")
     batch_size: int = Field(32, ge=1, le=65_536, description="B, generated images per release and real images "
