@@ -10,6 +10,9 @@ releases more — and an audit is only credible if it flags them (lower bound ab
 * ``unclipped``: DP-SGD sums the per-example gradients without clipping them to C (the noise is still σ·C).
 * ``batch-coupled``: the first DP-CGAN: its generator normalises over the batch of D's fakes (BatchNorm),
   so one private example's presence moves the gradient of every pair, not only its own.
+* ``original-accounting``: GS-WGAN with the authors' analysis (the B rows of an iteration counted as B
+  independent releases, each subsampled at 1/N_D): σ calibrated to, and the ledger recording, those cheaper
+  events (``docs/gs_wgan.md``).
 
 A variant is never a registered method: :func:`broken_class` builds it inside an audit only.
 """
@@ -82,6 +85,7 @@ def _tenth_noise() -> Iterator[None]:
     import opacus.optimizers.optimizer as dp_optimizer
 
     import dpgen_bench_methods.dp_kernel as dp_kernel
+    import dpgen_bench_baselines.gs_wgan as gs_wgan
     import dpgen_bench_methods.mean_embedding as mean_embedding
     import dpgen_bench_methods.private_evolution as private_evolution
     from dpgen_bench.privacy.noise import gaussian_noise
@@ -97,6 +101,7 @@ def _tenth_noise() -> Iterator[None]:
     with mock.patch.object(mean_embedding, "gaussian_noise", tenth), \
             mock.patch.object(dp_kernel, "gaussian_noise", tenth), \
             mock.patch.object(private_evolution, "gaussian_noise", tenth), \
+            mock.patch.object(gs_wgan, "gaussian_noise", tenth), \
             mock.patch.object(dp_optimizer, "_generate_noise", tenth_opacus):
         yield
 
@@ -154,6 +159,18 @@ def _is_dp_gan(cls: type) -> bool:
     return issubclass(cls, _BaseDPGAN)
 
 
+def _is_gs_wgan(cls: type) -> bool:
+    from dpgen_bench_baselines.gs_wgan import GSWGAN
+
+    return issubclass(cls, GSWGAN)
+
+
+def _original_accounting(method_cls: type) -> type:
+    from dpgen_bench_baselines.gs_wgan import ORIGINAL_ACCOUNTING
+
+    return type(f"{method_cls.__name__}OriginalAccounting", (method_cls,), {"accounting": ORIGINAL_ACCOUNTING})
+
+
 VARIANTS.register("tenth-noise", BrokenVariant(
     "tenth-noise", "every Gaussian release draws a tenth of its noise; the ledger records the calibrated σ",
     applies=_has_gaussian_release, patches=_tenth_noise))
@@ -163,3 +180,7 @@ VARIANTS.register("unclipped", BrokenVariant(
 VARIANTS.register("batch-coupled", BrokenVariant(
     "batch-coupled", "the first DP-CGAN: BatchNorm in the generator couples every fake of D's batch",
     applies=_is_dp_gan, patches=_allow_batch_statistics, transform=_batch_coupled))
+VARIANTS.register("original-accounting", BrokenVariant(
+    "original-accounting", "GS-WGAN with the authors' analysis: the B rows of an iteration counted as independent "
+    "releases subsampled at 1/N_D; σ calibrated to and the ledger recording those events",
+    applies=_is_gs_wgan, transform=_original_accounting))

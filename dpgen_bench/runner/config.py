@@ -266,7 +266,8 @@ class AuditSpec(_Strict):
     """Releases per neighbouring dataset of each mechanism audit (the bound tightens like log(trials))."""
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     """Confidence of every lower bound (Clopper–Pearson)."""
-    variants: list[str] = Field(default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled"])
+    variants: list[str] = Field(
+        default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled", "original-accounting"])
     """Deliberately broken variants audited beside each method they apply to (the power checks;
     ``dpgen_bench.audit.broken``)."""
     methods: dict[str, AuditMethodSpec] = Field(default_factory=dict)
