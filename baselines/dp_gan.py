@@ -164,6 +164,7 @@ class _BaseDPGAN(GenerativeMethod):
     Config: ClassVar[type[MethodConfig]] = DPGANConfig
     conditional: ClassVar[bool] = False
     config: DPGANConfig
+    tuned_on: ClassVar[str] = "mnist-5k"  # epochs chosen by evaluating DP-CGAN on the reported mnist-5k split
     conformance_config: ClassVar[dict[str, Any]] = {
         "epochs": 1, "batch_size": 16, "g_width": 8, "d_width": 8, "z_dim": 8,
     }

@@ -140,6 +140,11 @@ class GenerativeMethod(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     conformance_config: ClassVar[dict[str, Any]] = {}
     """Config overrides that make :meth:`fit` take seconds on a tiny dataset, for the conformance suite."""
+    tuned_on: ClassVar[str] = "undeclared"
+    """What the defaults of :attr:`Config` were chosen on: ``"paper"``, ``"none"``, a registered dataset name or
+    ``"<dataset>:tuning"`` (its declared tuning split); ``"undeclared"`` if nobody said. Recorded in every row;
+    tables mark rows tuned on the reported data (:mod:`dpgen_bench.runner.tuned_on`). Say the truth: defaults
+    chosen by evaluating on the benchmark's own split are ``"<that dataset>"``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -64,6 +64,10 @@ class MethodSpec(_Strict):
     """Overrides of the method's own config (validated by the method's ``Config``)."""
     public_data: PublicDataSpec | None = None
     """Public data for a method that declares it uses some (``Capabilities.public_data``); None: none."""
+    tuned_on: str | None = None
+    """What this entry's settings were chosen on (``paper``, ``none``, ``<dataset>``, ``<dataset>:tuning``;
+    :mod:`dpgen_bench.runner.tuned_on`). None: the method's own declaration if the entry overrides nothing,
+    else ``undeclared``. Recorded in every row (``tuned_on``), never part of a cell's key."""
 
     @field_validator("config")
     @classmethod
@@ -217,6 +221,9 @@ class BenchConfig(_Strict):
     split_seed: int = 0
     """Seed of the deterministic stratified train/test split (same for every cell)."""
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    tuning_split: bool = False
+    """Hold the dataset's declared tuning split (``<dataset>:tuning``, 10 % with a fixed seed) out of train and
+    test, so settings chosen on it are not chosen on the reported data (``mnist-5k``: 3,600 / 900 / 500)."""
     methods: list[MethodSpec] = Field(min_length=1)
     epsilons: list[float] = Field(min_length=1)
     """Target ε values (> 0; ``.inf`` for a non-private reference run). The only place ε is set."""
@@ -510,10 +517,25 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
             except (ValueError, KeyError) as exc:
                 msg = exc.args[0] if exc.args else str(exc)
                 raise ConfigFileError(f"{where}.config: {msg}") from None
+        check_tuned_on(spec, where)
         resolved[spec.display] = method_config
         check_reachable(config, cls, method_config, where)
     check_metrics(config)
     return resolved
+
+
+def check_tuned_on(spec: MethodSpec, where: str) -> None:
+    """ConfigFileError if the entry's ``tuned_on`` (or its method's declaration) is not a valid tuning source."""
+    from ..registry import get_method
+    from .tuned_on import parse_tuned_on
+
+    for value, key in ((spec.tuned_on, f"{where}.tuned_on"), (get_method(spec.name).tuned_on, f"{where}: method {spec.name!r} declares tuned_on")):
+        if value is None:
+            continue
+        try:
+            parse_tuned_on(value)
+        except ValueError as exc:
+            raise ConfigFileError(f"{key}: {exc}") from None
 
 
 def check_accountant_name(config: BenchConfig) -> None:
@@ -530,11 +552,11 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
     The plan is the method's own (:meth:`GenerativeMethod.privacy_plan`) at the split's declared size, and
     the budget the one the cells will get (δ rule included), so this is the calibration ``fit`` will do."""
     from ..data import dataset_spec
-    from ..data.splits import nominal_split_sizes
+    from ..data.splits import declared_split_sizes
     from ..privacy.budget import PrivacyBudget
     from ..privacy.calibration import CalibrationError, calibrate
 
-    n_hat, _ = nominal_split_sizes(dataset_spec(config.dataset).size, config.test_fraction)
+    n_hat, _ = declared_split_sizes(dataset_spec(config.dataset).size, config.test_fraction, config.tuning_split)
     try:
         plan = cls.privacy_plan(method_config, n_hat)
     except ValueError as exc:

@@ -28,6 +28,9 @@ class CellProgress:
         self.running, self.failed = 0, 0
         """Cells submitted and not finished yet (on a cluster, queued ones count), and cells finished failed."""
         self.started = time.monotonic()
+        self.private_finished = False
+        """Whether a private cell has finished: from then on log lines print no elapsed time or ETA, which would
+        time it (its duration depends on private sizes)."""
         self._bar = tqdm(total=total, desc="cells", unit="cell", file=self.stream, position=0) if self.interactive else None
 
     @property
@@ -52,16 +55,31 @@ class CellProgress:
             self._bar.set_postfix_str(self._counts(), refresh=False)
             self._bar.update(1)
         elif self.enabled:
-            elapsed = time.monotonic() - self.started
-            eta = elapsed / self.done * (self.total - self.done)
+            self.private_finished |= _is_private(record)
             status = record.get("status", "?")
             error = f" ({record.get('error')})" if status != "ok" and record.get("error") else ""
-            print(f"[{self.done}/{self.total}] {name}: {status}{error} · {self._counts()} · elapsed "
-                  f"{_clock(elapsed)} · ETA {_clock(eta)}", file=self.stream, flush=True)
+            timing = ""
+            if not self.private_finished:
+                elapsed = time.monotonic() - self.started
+                eta = elapsed / self.done * (self.total - self.done)
+                timing = f" · elapsed {_clock(elapsed)} · ETA {_clock(eta)}"
+            print(f"[{self.done}/{self.total}] {name}: {status}{error} · {self._counts()}{timing}",
+                  file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _is_private(record: dict[str, Any]) -> bool:
+    """Whether a record is of a private cell (finite ε); unknown counts as private."""
+    import math
+
+    eps = (record.get("cell") or {}).get("epsilon")
+    try:
+        return not math.isinf(float(eps))
+    except (TypeError, ValueError):
+        return True
 
 
 def one_line_warnings(stream: TextIO | None = None) -> None:

@@ -68,6 +68,12 @@ class ComparisonTable:
     """(method, target ε) → the correct method's ε lower bounds from ``audit.csv`` (``docs/audit.md``)."""
     power: list[str] = field(default_factory=list)
     """One line per broken-variant audit (the power checks)."""
+    tuning_marks: dict[str, str] = field(default_factory=dict)
+    """Row → ``‡`` (settings tuned on the reported data) or ``§`` (tuning source undeclared)."""
+
+    def label(self, row: str) -> str:
+        """The row's name with its tuning mark, if any."""
+        return row + self.tuning_marks.get(row, "")
 
     @property
     def metrics(self) -> list[tuple[str, str]]:
@@ -184,7 +190,34 @@ def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> Comparis
         spent[(row, float(eps))] = float(g["spent_epsilon"].astype(float).max())
     accountants = sorted(set(sp["accountant"].dropna().astype(str)))
     audited, power = _audit_lines(audit)
-    return ComparisonTable(rows, columns, cells, notes, spent, accountants, audited, power)
+    marks, tuning_notes = _tuning_marks(ok)
+    return ComparisonTable(rows, columns, cells, notes + tuning_notes, spent, accountants, audited, power, marks)
+
+
+TUNED_ON_REPORTED = "‡"
+TUNING_UNDECLARED = "§"
+
+
+def _tuning_marks(ok: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """‡ for rows whose settings were tuned on the reported data (any of their cells), § for undeclared ones,
+    with one note each naming the source (``dpgen_bench.runner.tuned_on``). Rows of results written before
+    the ``tuned_on`` column existed get no mark."""
+    if "tuned_on" not in ok or ok["tuned_on"].isna().all():
+        return {}, []
+    marks, notes = {}, []
+    for row, g in ok.drop_duplicates("cell_key").groupby("row", sort=False):
+        sources = ", ".join(sorted(set(g["tuned_on"].dropna().astype(str))))
+        verdicts = g["tuned_on_reported_data"].astype(str).str.lower() if "tuned_on_reported_data" in g \
+            else pd.Series(dtype=str)
+        if verdicts.eq("true").any():
+            marks[row] = TUNED_ON_REPORTED
+            notes.append(f"{TUNED_ON_REPORTED} {row}: settings tuned on the reported data (tuned_on: {sources}); "
+                         f"no ledger counts that selection, so its ε does not bound it and its utility is biased upwards")
+        elif g["tuned_on"].astype(str).eq("undeclared").any():
+            marks[row] = TUNING_UNDECLARED
+            notes.append(f"{TUNING_UNDECLARED} {row}: what its settings were tuned on is undeclared (give tuned_on: in "
+                         f"the config entry)")
+    return marks, notes
 
 
 # -------------------------------------------------------------------------------------------- render
@@ -194,7 +227,7 @@ def to_markdown(t: ComparisonTable) -> str:
     header = ["method"] + [f"{label} {ARROW.get(d, '')} ε={eps_label(e)}" for label, d, e in t.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * len(t.columns)) + "|"]
     for row in t.rows:
-        out = [row]
+        out = [t.label(row)]
         for col in t.columns:
             c = t.get(row, col)
             out.append("–" if c is None else (f"**{c.text()}**" if c.best else c.text()))
@@ -208,7 +241,7 @@ def to_markdown(t: ComparisonTable) -> str:
         text += "|:---|" + "|".join(["---:"] * len(eps_values)) + "|\n"
         for row in t.rows:
             vals = [t.spent.get((row, e)) for e in eps_values]
-            text += "| " + row + " | " + " | ".join(_spend_text(v) for v in vals) + " |\n"
+            text += "| " + t.label(row) + " | " + " | ".join(_spend_text(v) for v in vals) + " |\n"
         if any(v is not None and math.isnan(v) for v in t.spent.values()):
             text += "\n“not verified”: samples evaluated with `dpgen-bench evaluate`; their ε is the author's claim.\n"
     if t.audited:
@@ -239,7 +272,7 @@ def _spend_text(v: float | None) -> str:
 def _tex(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"), ("$", r"\$")):
         s = s.replace(a, b)
-    return s.replace("±", r"$\pm$").replace("∞", r"$\infty$").replace("–", "--").replace("†", r"$^\dagger$")
+    return s.replace("±", r"$\pm$").replace("∞", r"$\infty$").replace("–", "--").replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$").replace("§", r"$^\S$")
 
 
 def to_latex(t: ComparisonTable) -> str:
@@ -258,7 +291,7 @@ def to_latex(t: ComparisonTable) -> str:
     lines.append(" & ".join(["Method"] + [rf"$\varepsilon={e}$" for e in eps_tex]) + r" \\")
     lines.append(r"\midrule")
     for row in t.rows:
-        out = [_tex(row)]
+        out = [_tex(t.label(row))]
         for c in t.columns:
             cell = t.get(row, c)
             if cell is None:
@@ -283,6 +316,8 @@ def to_csv(t: ComparisonTable) -> str:
             data.setdefault(f"{stem} std", {})[row] = None if cell is None else cell.std
             data.setdefault(f"{stem} n_seeds", {})[row] = None if cell is None else cell.n
             data.setdefault(f"{stem} same_space_as_training", {})[row] = None if cell is None else cell.same_space
+    if t.tuning_marks:
+        data["tuned on reported data"] = {row: t.tuning_marks.get(row) == TUNED_ON_REPORTED for row in t.rows}
     frame = pd.DataFrame(data, index=pd.Index(t.rows, name="method"))
     return frame.to_csv()
 
