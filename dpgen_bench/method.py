@@ -250,6 +250,19 @@ class GenerativeMethod(ABC):
         return None
 
     @classmethod
+    def training_extractor_options(cls, config: MethodConfig) -> dict[str, Any]:
+        """The options the training extractor is built with (a local ``weights`` file must declare
+        ``weights_trained_on``: the runner checks it like the extractor's name). Default: none."""
+        return {}
+
+    @classmethod
+    def pretrained_components(cls, config: MethodConfig) -> dict[str, tuple[str, ...]]:
+        """Every other pre-trained part the method uses with ``config`` (e.g. PE's generation API), as
+        description → the data families it was trained on; the runner refuses one trained on the private
+        dataset's family. ValueError if a part cannot say (an undeclared model). Default: none."""
+        return {}
+
+    @classmethod
     def privacy_plan(cls, config: MethodConfig, nominal_size: int) -> Any:
         """σ → the events :meth:`fit` will record at noise multiplier σ on a private split of declared size
         n̂ = ``nominal_size`` (a :data:`~dpgen_bench.privacy.calibration.Plan`), or None if the method cannot

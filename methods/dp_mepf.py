@@ -79,6 +79,10 @@ class DPMEPF(ReleaseOnceMethod):
         return config.extractor
 
     @classmethod
+    def training_extractor_options(cls, config: DPMEPFConfig) -> dict[str, Any]:  # type: ignore[override]
+        return dict(config.extractor_options)
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> DPMEPFConfig:
         """A config from :data:`PAPER_PRESETS` with ``overrides`` applied."""
         if name not in PAPER_PRESETS:

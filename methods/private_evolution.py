@@ -132,6 +132,17 @@ class PrivateEvolution(GenerativeMethod):
     def training_extractor(cls, config: PEConfig) -> str:  # type: ignore[override]
         return config.extractor
 
+    @classmethod
+    def training_extractor_options(cls, config: PEConfig) -> dict[str, Any]:  # type: ignore[override]
+        return dict(config.extractor_options)
+
+    @classmethod
+    def pretrained_components(cls, config: PEConfig) -> dict[str, tuple[str, ...]]:  # type: ignore[override]
+        """The generation API's model and what it was trained on (its ``trained_on`` declaration)."""
+        api = get_pe_api(config.api.name)
+        return {f"PE API {config.api.name!r} ({api.describe_options(config.api.options)})":
+                api.trained_on_for(config.api.options)}
+
     @property
     def api(self) -> GenerationAPI:
         if self._api is None:

@@ -513,15 +513,33 @@ def resolve_methods(config: BenchConfig) -> dict[str, Any]:
             from ..features import check_public_extractor
 
             try:
-                check_public_extractor(extractor, config.dataset)
+                check_public_extractor(extractor, config.dataset, cls.training_extractor_options(method_config))
             except (ValueError, KeyError) as exc:
                 msg = exc.args[0] if exc.args else str(exc)
                 raise ConfigFileError(f"{where}.config: {msg}") from None
+        check_pretrained_components(config, cls, method_config, where)
         check_tuned_on(spec, where)
         resolved[spec.display] = method_config
         check_reachable(config, cls, method_config, where)
     check_metrics(config)
     return resolved
+
+
+def check_pretrained_components(config: BenchConfig, cls, method_config, where: str) -> None:
+    """ConfigFileError if a pre-trained part the method declares (:meth:`GenerativeMethod.pretrained_components`)
+    cannot say what it was trained on, or was trained on the private dataset's family."""
+    from ..data import dataset_spec
+
+    family = dataset_spec(config.dataset).family
+    try:
+        parts = cls.pretrained_components(method_config)
+    except ValueError as exc:
+        raise ConfigFileError(f"{where}.config: {exc}") from None
+    for what, trained_on in parts.items():
+        if family in trained_on:
+            raise ConfigFileError(
+                f"{where}.config: {what} was trained on {family!r} data, the family of the private dataset "
+                f"{config.dataset!r}, so it is not public for it; use one trained on other data")
 
 
 def check_tuned_on(spec: MethodSpec, where: str) -> None:
