@@ -59,6 +59,7 @@ from dpgen_bench.privacy.noise import public_generator, release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
+from .dpsgd_rows import nonfinite_rows, parameters_finite, zero_rows
 from .per_sample_conv import register_with_opacus, skip_batch_weight_grads
 
 AUDIT_OUTSIDER_NORM = 1.0e4
@@ -115,6 +116,13 @@ def make_private_discriminator(
     if grad_sample_mode == "hooks":
         skip_batch_weight_grads(D)
     return D, optimizer, engine
+
+
+def _is_private(D: nn.Module) -> bool:
+    """Whether ``D`` is wrapped for DP-SGD (Opacus's per-sample-gradient module)."""
+    from opacus import GradSampleModule
+
+    return isinstance(D, GradSampleModule)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -320,7 +328,11 @@ class _BaseDPGAN(GenerativeMethod):
         # Two forwards, one backward: Opacus sums row i of both passes into one per-pair gradient.
         per_pair = self._d_loss(D(x, labels), D(fake, labels))
         loss = per_pair.sum() / max(m, 1)  # "mean" reduction that survives an empty batch
-        if not torch.isfinite(loss):
+        private = _is_private(D)
+        # A private run never looks at this loss: it is an un-noised statistic of the private batch, and stopping
+        # on it would release a bit. Its non-finite rows are zeroed below instead (each a function of its own
+        # pair: the sensitivity holds) and divergence is judged on D's parameters after the noised step.
+        if not private and not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"discriminator loss is {loss.item()} at step {step + 1}; lower the learning rates or "
                 f"max_grad_norm"
@@ -330,12 +342,18 @@ class _BaseDPGAN(GenerativeMethod):
             # module outputs; those output gradients are exactly what Opacus needs (checked per pair in tests).
             warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
             loss.backward()
+        if private:
+            params = [p for p in D.parameters() if p.requires_grad]
+            zero_rows(params, nonfinite_rows(params))
 
     def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 z: torch.Tensor, step: int) -> None:
         opt_d.zero_grad(set_to_none=True)
         self._d_backward(D, x, y, z, step)
         opt_d.step()
+        if _is_private(D) and not parameters_finite(D):  # decided on the noised update: post-processing
+            raise TrainingDivergedError(f"discriminator parameters are not finite after noised step {step + 1}; "
+                                        f"lower the learning rates")
 
     def _g_step(self, D: nn.Module, opt_g: torch.optim.Optimizer, gen: torch.Generator, step: int,
                 private: bool) -> float:
