@@ -99,7 +99,12 @@ def rdp_epsilon(rdp: np.ndarray, delta: float, orders: Sequence[float] = ORDERS)
 
 def tuning_epsilon(candidate_events, delta: float, eta: float, gamma: float) -> float:
     """ε at ``delta`` of the whole search when each candidate releases ``candidate_events`` ("ε incl. tuning")."""
-    return rdp_epsilon(tuning_rdp(events_rdp(candidate_events), eta, gamma), delta)
+    return tuning_epsilon_from_rdp(events_rdp(candidate_events), delta, eta, gamma)
+
+
+def tuning_epsilon_from_rdp(candidate_rdp: np.ndarray, delta: float, eta: float, gamma: float) -> float:
+    """ε at ``delta`` of the whole search when every candidate's RDP curve is at most ``candidate_rdp``."""
+    return rdp_epsilon(tuning_rdp(candidate_rdp, eta, gamma), delta)
 
 
 def calibrate_candidate_sigma(plan: Callable[[float], list], epsilon: float, delta: float, eta: float, gamma: float,

@@ -202,6 +202,41 @@ class AuditSpec(_Strict):
         return value
 
 
+class TuneSpec(_Strict):
+    """The ``tune:`` section read by ``dpgen-bench tune`` (``docs/honest_settings.md``): random search over a
+    declared space for one method entry. Never part of a cell's key; ``dpgen-bench run`` ignores it."""
+
+    method: str = Field(min_length=1)
+    """The label (or name) of the ``methods`` entry to tune; its ``config`` is the base every candidate changes."""
+    space: dict[str, list[Any]] = Field(min_length=1)
+    """Config key → the values to draw from (uniformly, independently per key)."""
+    trials: int = Field(default=4, ge=1)
+    """Candidates drawn (``tuning-split``); for ``private``, the *expected* number E[K] (K is random and secret)."""
+    select_on: Literal["tuning-split", "private"] = "tuning-split"
+    """``tuning-split``: train and score candidates on the declared tuning split (free: it never reaches training
+    or evaluation). ``private``: train them on the private train split at a calibrated share of the budget (the
+    number of candidates random, Papernot & Steinke 2022), score on the tuning split; the total meets ε."""
+    metric: str = Field(min_length=1)
+    """A result name the evaluation computes (e.g. ``acc-logreg``); its recorded direction decides the best."""
+    epsilon: float | None = Field(default=None, gt=0)
+    """The ε candidates are tuned at (default: the largest finite ε of ``epsilons``)."""
+    seed: int = 0
+    """Seed of the public draws (candidate configs, the tuning split's own train/validation split)."""
+    eta: float = Field(default=1.0, gt=-1)
+    """η of the truncated negative binomial number of candidates (``private``; 1: geometric)."""
+
+    @field_validator("space")
+    @classmethod
+    def _values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = sorted(k for k, v in value.items() if not v)
+        if empty:
+            raise ValueError(f"space key(s) {empty} list no values")
+        bad = sorted(_BUDGET_KEYS & set(value))
+        if bad:
+            raise ValueError(f"space may not set {bad}: the budget comes from 'epsilons' and 'delta'")
+        return value
+
+
 def _audit_spec(value: Any) -> Any:
     """``audit: true`` / ``false`` is shorthand for ``{enabled: true}`` / the defaults."""
     if isinstance(value, bool):
@@ -244,6 +279,8 @@ class BenchConfig(_Strict):
 
     audit: AuditSpec = Field(default_factory=AuditSpec)
     """Empirical privacy audits (``docs/audit.md``); ``audit: true`` runs them after the grid."""
+    tune: TuneSpec | None = None
+    """Hyper-parameter search for one method entry, run by ``dpgen-bench tune`` (``docs/honest_settings.md``)."""
 
     @field_validator("audit", mode="before")
     @classmethod
