@@ -52,6 +52,9 @@ def test_private_search_meets_the_target_including_tuning_and_releases_only_the_
     assert result.epsilon_incl_tuning <= 10.0 and result.epsilon_incl_tuning > 9.0
     rows = pd.read_csv(tmp_path / "run" / "tune" / "results.csv")
     assert (rows["epsilon_incl_tuning"] <= 10.0).all() and set(rows["metric"]) >= {"acc-logreg"}
+    from dpgen_bench.runner.tables import render
+
+    assert "ε incl. tuning" in render(rows, "md")
     record = json.loads((tmp_path / "run" / "tune" / "tune.json").read_text())
     assert "trials" not in record and record["per_candidate_rdp_epsilon"] < 10.0  # K and the others stay secret
 

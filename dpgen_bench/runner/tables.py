@@ -191,6 +191,12 @@ def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> Comparis
     accountants = sorted(set(sp["accountant"].dropna().astype(str)))
     audited, power = _audit_lines(audit)
     marks, tuning_notes = _tuning_marks(ok)
+    if "epsilon_incl_tuning" in ok and ok["epsilon_incl_tuning"].notna().any():
+        for (row, eps), g in ok.drop_duplicates("cell_key").groupby(["row", "target_epsilon"], sort=False):
+            incl = g["epsilon_incl_tuning"].dropna().astype(float)
+            if len(incl):
+                tuning_notes.append(f"{row} ε={eps_label(float(eps))}: ε incl. tuning {incl.max():.3f} (settings chosen "
+                                    f"on the private data by a search whose cost is accounted, docs/honest_settings.md)")
     return ComparisonTable(rows, columns, cells, notes + tuning_notes, spent, accountants, audited, power, marks)
 
 
