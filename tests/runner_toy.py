@@ -59,6 +59,7 @@ class _NoisyMeans(GenerativeMethod):
     capabilities = Capabilities(channels=(1,))
     conformance_config = {}
     per_class = True
+    tuned_on = "none"  # a toy: nothing was tuned
 
     @property
     def samples_labelled(self) -> bool:
