@@ -224,7 +224,7 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
     # The declared size n̂ only: the actual length of the private split is private (add/remove).
     n_hat = splits.train.public_size()
     budget = budget_for(cell, n_hat)
-    facts.update(n_train_nominal=n_hat, n_test=len(splits.test), delta=budget.delta, delta_rule=budget.delta_rule)
+    facts.update(n_train_nominal=n_hat, n_test=splits.test.public_size(), delta=budget.delta, delta_rule=budget.delta_rule)
     if cell.public_data is not None:  # public, so it may change what the method computes (resolve_methods checked it)
         from .public import load_public_data
 
