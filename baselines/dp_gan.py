@@ -60,6 +60,7 @@ from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
 from .dp_sgd import GradSampleMode, groups_rows, make_private_module
+from .dpsgd_rows import nonfinite_rows, parameters_finite, zero_rows
 
 AUDIT_OUTSIDER_NORM = 1.0e4
 """Norm of the latent the audit gives the canary's fakes (:meth:`_BaseDPGAN.audit_latents`): large enough that,
@@ -99,6 +100,13 @@ def make_private_discriminator(
         grad_sample_mode=grad_sample_mode, noise_generator=noise_generator)
     optimizer.expected_batch_size = expected_batch_size  # Opacus derives it from len(loader)
     return D, optimizer, engine
+
+
+def _is_private(D: nn.Module) -> bool:
+    """Whether ``D`` is wrapped for DP-SGD (Opacus's per-sample-gradient module)."""
+    from opacus import GradSampleModule
+
+    return isinstance(D, GradSampleModule)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -149,6 +157,7 @@ class _BaseDPGAN(GenerativeMethod):
     Config: ClassVar[type[MethodConfig]] = DPGANConfig
     conditional: ClassVar[bool] = False
     config: DPGANConfig
+    tuned_on: ClassVar[str] = "mnist-5k"  # epochs chosen by evaluating DP-CGAN on the reported mnist-5k split
     conformance_config: ClassVar[dict[str, Any]] = {
         "epochs": 1, "batch_size": 16, "g_width": 8, "d_width": 8, "z_dim": 8,
     }
@@ -312,7 +321,11 @@ class _BaseDPGAN(GenerativeMethod):
             # Two forwards, one backward: Opacus sums row i of both passes into one per-pair gradient.
             per_pair = self._d_loss(D(x, labels), D(fake, labels))
         loss = per_pair.sum() / max(m, 1)  # "mean" reduction that survives an empty batch
-        if not torch.isfinite(loss):
+        private = _is_private(D)
+        # A private run never looks at this loss: it is an un-noised statistic of the private batch, and stopping
+        # on it would release a bit. Its non-finite rows are zeroed below instead (each a function of its own
+        # pair: the sensitivity holds) and divergence is judged on D's parameters after the noised step.
+        if not private and not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"discriminator loss is {loss.item()} at step {step + 1}; lower the learning rates or "
                 f"max_grad_norm"
@@ -328,12 +341,18 @@ class _BaseDPGAN(GenerativeMethod):
                     loss.backward()
             else:
                 loss.backward()
+        if private:
+            params = [p for p in D.parameters() if p.requires_grad]
+            zero_rows(params, nonfinite_rows(params))
 
     def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 z: torch.Tensor, step: int) -> None:
         opt_d.zero_grad(set_to_none=True)
         self._d_backward(D, x, y, z, step)
         opt_d.step()
+        if _is_private(D) and not parameters_finite(D):  # decided on the noised update: post-processing
+            raise TrainingDivergedError(f"discriminator parameters are not finite after noised step {step + 1}; "
+                                        f"lower the learning rates")
 
     def _g_step(self, D: nn.Module, opt_g: torch.optim.Optimizer, gen: torch.Generator, step: int,
                 private: bool) -> float:

@@ -67,6 +67,7 @@ from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dp_sgd import GradSampleMode, groups_rows, make_private_module
 from .per_sample_conv import PerSampleConv2d
+from .dpsgd_rows import nonfinite_rows, parameters_finite, zero_rows
 
 if TYPE_CHECKING:
     from diffusers import EDMEulerScheduler, UNet2DModel
@@ -161,10 +162,15 @@ class DPDMConfig(MethodConfig):
         return self
 
     def pretrain_key_fields(self) -> dict[str, Any]:
-        """The settings a pre-trained network depends on (architecture, EDM, pre-training), for the cache key."""
-        keys = ("conditional", "label_dropout", "p_mean", "p_std", "sigma_data", "channels", "layers_per_block", "norm_groups",
-                "attention_head_dim", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr")
-        return {k: getattr(self, k) for k in keys}
+        """The settings a pre-trained network may depend on, for its cache key: every field except those only
+        DP fine-tuning or sampling reads (:data:`NOT_IN_PRETRAINING`), so a new field is in the key by default."""
+        return {k: getattr(self, k) for k in sorted(type(self).model_fields) if k not in NOT_IN_PRETRAINING}
+
+
+NOT_IN_PRETRAINING = frozenset({"epochs", "batch_size", "lr", "max_grad_norm", "ema_decay", "sampler_steps",
+                                "guidance_scale", "sample_batch_size", "grad_sample_mode"})
+"""DPDM fields public pre-training never reads (DP fine-tuning and sampling only); every other field is part of
+the pre-training cache key (noise multiplicity K included: it sets the draws per example)."""
 
 
 # ------------------------------------------------------------------------------------------ the network
@@ -297,6 +303,7 @@ class DPDM(GenerativeMethod):
     capabilities: ClassVar[Capabilities] = Capabilities(
         labelled=True, unlabelled=True, channels=(1, 3), image_sizes=SUPPORTED_SIZES, dp_sgd=True, public_data=True
     )
+    tuned_on: ClassVar[str] = "mnist-5k"  # p_mean, EMA: ~17 probe fits on the reported split (docs/dpdm.md)
     conformance_config: ClassVar[dict[str, Any]] = {
         "epochs": 1, "batch_size": 16, "noise_multiplicity": 2, "channels": (8, 8), "norm_groups": 4,
         "attention_head_dim": 4, "sampler_steps": 2, "pretrain_epochs": 1,
@@ -346,8 +353,9 @@ class DPDM(GenerativeMethod):
                            device=generator.device).to(self.device)
 
     def _backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
-        """Forward/backward of the K-repeated batch, in chunks of ``physical_batch_size`` examples; leaves the
-        per-example (K-averaged) rows of the whole batch in each parameter's ``grad_sample`` for the optimiser."""
+        """Forward/backward of the K-repeated batch in one pass; leaves the per-example (K-averaged) rows of the
+        whole batch in each parameter's ``grad_sample`` (the rows the optimiser clips: the gradient probe's view,
+        and the private step when ``physical_batch_size`` is None)."""
         params = [p for p in net.parameters() if p.requires_grad]
         if x.shape[0] == 0:
             # An empty Poisson batch: diffusers' attention cannot run on 0 rows, so give the optimiser what
@@ -355,21 +363,39 @@ class DPDM(GenerativeMethod):
             for p in params:
                 p.grad_sample = torch.zeros(1, *p.shape, device=p.device, dtype=p.dtype)
             return
-        chunk = self.config.physical_batch_size or x.shape[0]
-        if chunk >= x.shape[0]:
-            self._chunk_backward(net, x, y, draws, step)
+        self._chunk_backward(net, x, y, draws, step)
+
+    def _private_step(self, net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                      draws: torch.Tensor, step: int) -> None:
+        """One DP-SGD step on the Poisson batch ``x``. With ``physical_batch_size`` P, the batch is padded with
+        masked rows to a multiple of P and processed in chunks of exactly P examples, each clipped and summed
+        into the optimiser's accumulator (Opacus's skip-step accumulation) before one noised update: memory is
+        a function of the public P alone, never of the private batch size (an empty batch is one masked chunk).
+        The clipped sum, its noise and the divisor B are those of the one-pass step."""
+        chunk = self.config.physical_batch_size
+        if chunk is None:
+            self._backward(net, x, y, draws, step)
+            opt.step()
             return
-        # Memory only: each chunk's rows are per-example gradients already (Opacus rescales its "mean" loss row by
-        # row, then the K-average), so stacking the chunks' rows gives exactly the rows of one pass.
-        stash: list[list[torch.Tensor]] = []
-        for lo in range(0, x.shape[0], chunk):
-            sl = slice(lo, lo + chunk)
+        m = x.shape[0]
+        chunks = max(1, -(-m // chunk))
+        pad = chunks * chunk - m
+        if pad:  # masked rows: public zeros, their gradient rows are zeroed before clipping
+            x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
+            y = torch.cat([y, y.new_zeros(pad)])
+            draws = torch.cat([draws, draws.new_zeros(pad, *draws.shape[1:])])
+        for i in range(chunks):
+            sl = slice(i * chunk, (i + 1) * chunk)
             self._chunk_backward(net, x[sl], y[sl], draws[sl], step)
-            stash.append([p.grad_sample for p in params])
-            for p in params:
-                p.grad_sample = None  # so the next chunk's backward is not refused as gradient accumulation
-        for p, rows in zip(params, zip(*stash)):
-            p.grad_sample = torch.cat(rows)
+            masked = torch.arange(i * chunk, (i + 1) * chunk, device=x.device) >= m
+            if masked.any():
+                zero_rows([p for p in net.parameters() if p.requires_grad], masked)
+            last = i == chunks - 1
+            if not last:
+                opt.signal_skip_step(do_skip=True)  # clip and accumulate only; the noise comes once, at the end
+            opt.step()
+            if not last:
+                opt.zero_grad(set_to_none=True)  # clears the rows, keeps the accumulated clipped sum
 
     def _chunk_backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
         k = self.config.noise_multiplicity
@@ -378,9 +404,10 @@ class DPDM(GenerativeMethod):
         losses = edm_row_losses(net, self.scheduler, self.config, rows_x, labels, draws.flatten(0, 1))
         # "mean" reduction over the B·K rows: Opacus scales each row back to ∇ℓ_row, and the K-average below
         # turns them into ∇ of example i's mean loss. max(., 1) survives an empty batch.
+        # No check of this loss: it is computed on the private batch, so stopping on it would release an
+        # un-noised bit. A non-finite row is zeroed instead (a function of its own example: sensitivity holds),
+        # and divergence is judged on the parameters after the noised step (post-processing).
         loss = losses.sum() / max(losses.shape[0], 1)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(f"diffusion loss is {loss.item()} at step {step + 1}; lower lr")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
             if groups_rows(net):  # grouped: the hooks give the K-averaged rows
@@ -388,9 +415,11 @@ class DPDM(GenerativeMethod):
 
                 with grouped_rows(net, k):
                     loss.backward()
-                return
-            loss.backward()
-        average_over_draws(net, k)
+            else:
+                loss.backward()
+                average_over_draws(net, k)
+        params = [p for p in net.parameters() if p.requires_grad]
+        zero_rows(params, nonfinite_rows(params))
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
@@ -457,11 +486,13 @@ class DPDM(GenerativeMethod):
                     continue
                 opt.zero_grad(set_to_none=True)
                 if private:
-                    self._backward(net, x.to(dev), y.to(dev), self.draws(x.shape[0], draw_gen), step)
+                    self._private_step(net, opt, x.to(dev), y.to(dev), self.draws(x.shape[0], draw_gen), step)
+                    if not parameters_finite(self.net):  # decided on the noised update: post-processing
+                        raise TrainingDivergedError(f"parameters are not finite after noised step {step + 1}; lower lr")
                 else:
                     self._plain_backward(self.net, x.to(dev), y.to(dev), self.draws(x.shape[0], draw_gen), step)
                     counted[0] += 1
-                opt.step()
+                    opt.step()
                 step += 1
                 self._update_ema()
                 bar.update(1)
@@ -527,7 +558,8 @@ class DPDM(GenerativeMethod):
     def _pretrain(self, public: ImageDataset) -> dict[str, torch.Tensor]:
         """Plain (non-private) EDM training on the public data; all randomness seeded, per use, from the seed."""
         cfg = self.config
-        net = self.net.train()
+        # A copy: pre-training returns its state and leaves self.net alone (fit loads the state explicitly).
+        net = copy.deepcopy(self.net).train()
         opt = torch.optim.Adam(net.parameters(), lr=cfg.pretrain_lr)
         n = len(public)  # public data: its length is public
         b = min(cfg.pretrain_batch_size, n)

@@ -158,6 +158,11 @@ class GenerativeMethod(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     conformance_config: ClassVar[dict[str, Any]] = {}
     """Config overrides that make :meth:`fit` take seconds on a tiny dataset, for the conformance suite."""
+    tuned_on: ClassVar[str] = "undeclared"
+    """What the defaults of :attr:`Config` were chosen on: ``"paper"``, ``"none"``, a registered dataset name or
+    ``"<dataset>:tuning"`` (its declared tuning split); ``"undeclared"`` if nobody said. Recorded in every row;
+    tables mark rows tuned on the reported data (:mod:`dpgen_bench.runner.tuned_on`). Say the truth: defaults
+    chosen by evaluating on the benchmark's own split are ``"<that dataset>"``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -263,6 +268,19 @@ class GenerativeMethod(ABC):
         The runner refuses an extractor trained on the private data's own distribution, and flags metrics
         computed in this feature space."""
         return None
+
+    @classmethod
+    def training_extractor_options(cls, config: MethodConfig) -> dict[str, Any]:
+        """The options the training extractor is built with (a local ``weights`` file must declare
+        ``weights_trained_on``: the runner checks it like the extractor's name). Default: none."""
+        return {}
+
+    @classmethod
+    def pretrained_components(cls, config: MethodConfig) -> dict[str, tuple[str, ...]]:
+        """Every other pre-trained part the method uses with ``config`` (e.g. PE's generation API), as
+        description → the data families it was trained on; the runner refuses one trained on the private
+        dataset's family. ValueError if a part cannot say (an undeclared model). Default: none."""
+        return {}
 
     @classmethod
     def privacy_plan(cls, config: MethodConfig, nominal_size: int) -> Any:

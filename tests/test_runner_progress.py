@@ -19,12 +19,24 @@ def test_a_non_interactive_log_gets_one_plain_line_per_cell_with_elapsed_and_eta
     assert not view.cell_bars  # without a heartbeat to read them, the cells' own bars stay off in a log
     for i, status in enumerate(["ok", "failed", "ok"]):
         view.start(f"cell{i}")
-        view.finish(f"cell{i}", {"status": status, "error": "boom" if status == "failed" else None})
+        view.finish(f"cell{i}", {"status": status, "error": "boom" if status == "failed" else None,
+                                 "cell": {"epsilon": float("inf")}})
     view.close()
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[1].startswith("[2/3] cell1: failed (boom)")
     assert all("elapsed" in line and "ETA" in line for line in lines)
     assert "\r" not in out.getvalue() and "\x1b[" not in out.getvalue()
+
+
+def test_log_lines_stop_timing_once_a_private_cell_has_finished():
+    # A private cell's duration depends on the private n and Poisson batch sizes: no line may time it.
+    out = io.StringIO()
+    view = CellProgress(3, interactive=False, stream=out)
+    for i, eps in enumerate([float("inf"), 1.0, float("inf")]):
+        view.finish(f"cell{i}", {"status": "ok", "cell": {"epsilon": eps}})
+    lines = out.getvalue().splitlines()
+    assert "elapsed" in lines[0]
+    assert all("elapsed" not in line and "ETA" not in line for line in lines[1:])
 
 
 def test_a_terminal_gets_a_cell_bar_and_lets_the_cell_draw_beneath_it():

@@ -343,6 +343,7 @@ def run_audits(config: BenchConfig, *, force: bool = False, progress: bool = Tru
     with guard:
         write_audit_csv(store.root, keys)
         splits = load_splits(config.dataset, seed=config.split_seed, test_fraction=config.test_fraction,
+                             tuning=config.tuning_split,
                              data_dir=config.data_dir, download=config.download, split=config.split) if todo else None
         context = RunContext(device=config.device, progress=False, cache_dir=store.root / "cache")
         for cell in tqdm(todo, desc="audits", disable=not progress):

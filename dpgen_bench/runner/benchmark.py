@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,8 @@ def _run_locked(config, cells, store, method_configs, executor: Executor, *, for
     try:
         if todo:
             executor.open()
-        executor.run(todo, run_one, lambda cell: view.start(cell.name), finished, progress=view.cell_bars)
+        executor.run(todo, run_one, lambda cell: view.start(cell.name, private=math.isfinite(cell.epsilon)), finished,
+                     progress=view.cell_bars)
     except KeyboardInterrupt:
         view.close()
         store.rebuild_csv(keys)  # every finished cell is in results.csv; abandoned ones have no record

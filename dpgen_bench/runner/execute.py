@@ -38,9 +38,33 @@ from .progress import warnings_from
 from .provenance import versions
 from .samples import check_samples, save_grid, save_samples
 from .store import ResultsStore, artefact_digests
+from .tuned_on import tuned_on_reported_data
 
 CELL_ARTEFACTS = ("samples.npz", "samples.png", "ledger.json", "checkpoint/state.pt", "checkpoint/method.json")
 """Files a finished cell leaves in its folder; their sizes and SHA-256 go into its record."""
+
+
+PRIVATE_CELL_WITHHELD = ("fit_time_s", "wall_time_s", "peak_memory_mb", "peak_gpu_memory_mb")
+"""Row fields recorded only for ε = ∞ cells: a private cell's time and memory depend on the actual n and the
+Poisson batch sizes, which are private (README, "Privacy": what a results row releases)."""
+
+WITHHELD_REASON = ("withheld for a private cell: time and memory depend on the private dataset size and Poisson "
+                   "batch sizes (README, privacy)")
+
+
+def withhold_private_figures(facts: dict[str, Any], private: bool) -> dict[str, Any]:
+    """For a private cell, replace every figure that depends on the actual n or the Poisson batch sizes by None
+    and say why (``resources_missing_reason``); ``finished_at`` keeps the day only (with the log's start
+    time it would give the wall time). ε = ∞ cells keep them all. Returns ``facts``, changed in place."""
+    if not private:
+        facts["resources_missing_reason"] = None
+        return facts
+    for name in PRIVATE_CELL_WITHHELD:
+        facts[name] = None
+    if facts.get("finished_at"):
+        facts["finished_at"] = str(facts["finished_at"])[:10]
+    facts["resources_missing_reason"] = WITHHELD_REASON
+    return facts
 
 
 class PrivacyCheckError(RuntimeError):
@@ -49,16 +73,17 @@ class PrivacyCheckError(RuntimeError):
 
 @functools.lru_cache(maxsize=2)
 def _splits(dataset: str, split_seed: int, test_fraction: float, data_dir: str | None, download: bool,
-            split: str = "pooled"):
+            split: str = "pooled", tuning: bool = False):
     from ..data import load_splits
 
     return load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir, download=download,
-                       split=split)
+                       split=split, tuning=tuning)
 
 
 def load_cell_splits(cell: Cell):
-    """The cell's (train, test, info[, val]) splits (cached per process: every cell of a run shares them)."""
-    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download, cell.split)
+    """The cell's (train, test, info[, val, tuning]) splits (cached per process: every cell of a run shares them)."""
+    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download, cell.split,
+                   cell.tuning_split)
 
 
 def budget_for(cell: Cell, nominal_train_size: int) -> PrivacyBudget:
@@ -196,6 +221,8 @@ def _cell_facts(cell: Cell, device: str) -> dict[str, Any]:
         "method_name": cell.method,
         "method_config_hash": cell.method_config_hash,
         "method_config": json.dumps(cell.method_config, sort_keys=True),
+        "tuned_on": cell.tuned_on,
+        "tuned_on_reported_data": tuned_on_reported_data(cell.tuned_on, cell.dataset, cell.tuning_split),
         "target_epsilon": cell.epsilon,
         "accountant": cell.accountant,
         "neighbouring": NEIGHBOURING,
@@ -217,7 +244,7 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
     # The declared size n̂ only: the actual length of the private split is private (add/remove).
     n_hat = splits.train.public_size()
     budget = budget_for(cell, n_hat)
-    facts.update(n_train_nominal=n_hat, n_test=len(splits.test), delta=budget.delta, delta_rule=budget.delta_rule)
+    facts.update(n_train_nominal=n_hat, n_test=splits.test.public_size(), delta=budget.delta, delta_rule=budget.delta_rule)
     if cell.public_data is not None:  # public, so it may change what the method computes (resolve_methods checked it)
         from .public import load_public_data
 
@@ -260,6 +287,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
     facts.update(status=status, error=error, wall_time_s=time.perf_counter() - started, peak_memory_mb=peak.cpu_mb,
                  peak_gpu_memory_mb=peak.gpu_mb,
                  finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    withhold_private_figures(facts, private=math.isfinite(cell.epsilon))
     if status == "ok":
         rows, artefacts = [{**facts, **r} for r in metric_rows], artefact_digests(cell_dir, CELL_ARTEFACTS)
     else:

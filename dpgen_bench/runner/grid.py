@@ -60,15 +60,21 @@ class Cell:
     different cell."""
     split: str = "pooled"
     """``pooled`` or ``official`` (:data:`dpgen_bench.data.SPLITS`)."""
+    tuning_split: bool = False
+    """Whether the declared tuning split is held out of train and test (part of the key only when True)."""
+    tuned_on: str = "undeclared"
+    """What the cell's settings were chosen on (:mod:`dpgen_bench.runner.tuned_on`); recorded, not in the key."""
 
     def key_data(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("data_dir", "download", "public_data", "split")}
+                if f.name not in ("data_dir", "download", "public_data", "split", "tuning_split", "tuned_on")}
         if self.split != "pooled":  # only then: pooled cells keep the keys they always had
             data["split"] = self.split
         # Where the data lives and whether it may be downloaded do not change the result.
         if self.public_data is not None:  # only then: cells without public data keep the keys they always had
             data["public_data"] = {k: v for k, v in self.public_data.items() if k not in ("data_dir", "download")}
+        if self.tuning_split:  # only then, for the same reason
+            data["tuning_split"] = True
         data["method_config"] = dict(self.method_config)
         data["evaluation"] = self.evaluation.model_dump(mode="json")
         if self.evaluation.protocol == "dpgen-bench":  # the default protocol's cells keep the keys they always had
@@ -94,9 +100,13 @@ class Cell:
 def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cell]:
     """All cells of ``config`` in a stable order (method, ε, seed); ``method_configs`` from
     :func:`~dpgen_bench.runner.config.resolve_methods` (label → validated MethodConfig)."""
+    from ..registry import get_method
+    from .tuned_on import resolve_tuned_on
+
     cells = []
     for spec in config.methods:
         resolved = method_configs[spec.display]
+        tuned_on = resolve_tuned_on(spec.tuned_on, get_method(spec.name).tuned_on, spec.config)
         mc = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
         for eps in config.epsilons:
             for seed in config.seeds:
@@ -117,6 +127,8 @@ def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cel
                         download=config.download,
                         public_data=spec.public_data.model_dump(mode="json") if spec.public_data is not None else None,
                         split=config.split,
+                        tuning_split=config.tuning_split,
+                        tuned_on=tuned_on,
                     )
                 )
     return cells
