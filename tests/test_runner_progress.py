@@ -95,8 +95,8 @@ def test_a_heartbeat_names_the_running_cell_its_time_the_step_of_its_bar_and_the
     try:
         view.start("a")
         clock.now += 100
-        view.finish("a", {"status": "ok"})
-        view.start("mnist-5k/DP-MEPF/eps=1/seed=0")
+        view.finish("a", {"status": "ok", "cell": {"epsilon": float("inf")}})  # non-private: times may be shown
+        view.start("mnist-5k/DP-MEPF/eps=inf/seed=0")
         clock.now += 75
         assert view.cell_bars  # live, so the heartbeat can read them ...
         bar = tqdm(total=1000, desc="DP-MEPF generator")  # ... drawn into a sink, not into the log
@@ -106,9 +106,27 @@ def test_a_heartbeat_names_the_running_cell_its_time_the_step_of_its_bar_and_the
     finally:
         view.close()
     beat = out.getvalue().splitlines()[-1]
-    assert beat.startswith("… mnist-5k/DP-MEPF/eps=1/seed=0: running 1:15 · step 400/1000 (DP-MEPF generator), ~")
+    assert beat.startswith("… mnist-5k/DP-MEPF/eps=inf/seed=0: running 1:15 · step 400/1000 (DP-MEPF generator), ~")
     assert "left in it · done 1/3 · elapsed 2:55 · ETA 5:50" in beat, beat
     assert "\r" not in out.getvalue() and "\x1b[" not in out.getvalue()
+
+
+def test_once_a_private_cell_has_started_heartbeats_show_its_step_but_no_time():
+    out, clock = io.StringIO(), FakeClock()
+    view = CellProgress(2, interactive=False, stream=out, heartbeat_s=3600, clock=clock)
+    try:
+        view.start("mnist-5k/DP-MEPF/eps=1/seed=0", private=True)
+        clock.now += 75
+        bar = tqdm(total=1000, desc="DP-MEPF generator")
+        bar.update(400)
+        view.beat()
+        bar.close()
+        view.finish("mnist-5k/DP-MEPF/eps=1/seed=0", {"status": "ok", "cell": {"epsilon": 1.0}})
+    finally:
+        view.close()
+    beat, done = out.getvalue().splitlines()[-2:]
+    assert "step 400/1000" in beat and "(private: no times shown)" in beat, beat
+    assert not any(word in beat + done for word in ("1:15", "left in it", "elapsed", "ETA")), (beat, done)
 
 
 def test_in_a_log_cell_bars_never_reach_stderr_but_other_writes_do_and_stderr_is_given_back():

@@ -85,7 +85,7 @@ def test_the_table_marks_rows_tuned_on_the_reported_data_and_undeclared_ones():
     text = render(df, "md")
     assert "| A¶ |" in text and "| B |" in text and "| C§ |" in text
     assert "¶ A: settings tuned on the reported data (tuned_on: mnist-5k)" in text
-    assert r"$^\ddagger$" in render(df, "latex")
+    assert r"$^\P$" in render(df, "latex")
 
 
 def test_the_tuning_split_is_disjoint_fixed_and_declared():
