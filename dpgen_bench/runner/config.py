@@ -266,9 +266,9 @@ class AuditSpec(_Strict):
     """Releases per neighbouring dataset of each mechanism audit (the bound tightens like log(trials))."""
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     """Confidence of every lower bound (Clopper–Pearson)."""
-    variants: list[str] = Field(default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled"])
+    variants: list[str] = Field(default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled", "per-row-clip"])
     """Deliberately broken variants audited beside each method they apply to (the power checks;
-    ``dpgen_bench.audit.broken``)."""
+    ``dpgen_bench.audit.broken``): the generic ones and those the registered methods declare."""
     methods: dict[str, AuditMethodSpec] = Field(default_factory=dict)
     """Per method label: its audit setting (default: its benchmark config on the whole train split)."""
     one_run: OneRunAuditSpec | None = None
@@ -279,10 +279,17 @@ class AuditSpec(_Strict):
     @field_validator("variants")
     @classmethod
     def _variants(cls, value: list[str]) -> list[str]:
-        from ..audit.broken import VARIANTS
+        from ..audit.broken import check_variant_name
+        from ..registry import get_method, list_methods
 
+        classes = []
+        for method in list_methods():
+            try:
+                classes.append(get_method(method))
+            except Exception:  # noqa: BLE001 - a plugin that fails to load is reported by `dpgen-bench list`
+                continue
         for name in value:
-            VARIANTS.get(name)  # UnknownNameError listing the valid names
+            check_variant_name(name, classes)  # UnknownNameError listing the valid names
         return value
 
 
