@@ -26,8 +26,8 @@ from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench_baselines.dpdm import DPDM
 
 INFO = DatasetInfo("audit-digits", 1, 8, 8, 2)
-N, K = 2, 8
-CONFIG = dict(DPDM.conformance_config, channels=(4, 4), batch_size=N, noise_multiplicity=K)
+N, K, C = 2, 8, 0.1  # C small: the canary's unclipped gradient (norm ~6.8) is then ~68 C
+CONFIG = dict(DPDM.conformance_config, channels=(4, 4), batch_size=N, noise_multiplicity=K, max_grad_norm=C)
 BUDGET = PrivacyBudget(1.0, 1e-5, accountant="gdp")
 TRIALS = 60
 
@@ -53,19 +53,19 @@ def test_the_audited_release_is_one_unsubsampled_dp_sgd_step_with_the_calibrated
     exact = PrivacyBudget(math.inf, 1e-5)
     assert torch.equal(method.audit_release(data, exact), method.audit_release(data, exact))  # q = 1, σ = 0: exact
     noise = torch.stack([method.audit_release(data, BUDGET) for _ in range(8)]) - method.audit_release(data, exact)
-    assert noise.std().item() == pytest.approx(event.noise_multiplier * 1.0 / N, rel=0.05)  # σ·C / B, fresh
+    assert noise.std().item() == pytest.approx(event.noise_multiplier * C / N, rel=0.05)  # σ·C / B, fresh
 
 
 def test_the_canary_moves_the_step_by_c_and_each_bug_by_what_it_leaks():
-    """The guards of the power checks, noiseless: ‖Δ‖·B is C = 1 for the correct step, K·C when the K identical
-    audit rows are clipped one by one, the canary's whole gradient norm (> 5 C) when nothing is clipped."""
-    def shift(cls) -> float:
+    """The guards of the power checks, noiseless: ‖Δ‖·B/C is 1 for the correct step, K when the K identical
+    audit rows are clipped one by one, the canary's whole gradient norm over C (> 20) when nothing is clipped."""
+    def shift(cls) -> float:  # in units of C / B
         method, data, neighbour = _audit(cls)
-        return noiseless_difference(method, data, neighbour, BUDGET).norm().item() * N
+        return noiseless_difference(method, data, neighbour, BUDGET).norm().item() * N / C
 
     assert shift(DPDM) == pytest.approx(1.0, rel=1e-4)
     assert shift(broken_class(DPDM, "per-row-clip")) == pytest.approx(K, rel=1e-4)
-    assert shift(broken_class(DPDM, "unclipped")) > 5.0
+    assert shift(broken_class(DPDM, "unclipped")) > 20.0
     assert shift(broken_class(DPDM, "tenth-noise")) == pytest.approx(1.0, rel=1e-4)  # same Δ, a tenth of the noise
 
 

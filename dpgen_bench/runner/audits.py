@@ -132,7 +132,8 @@ def _audit_plan(config: BenchConfig, method_configs: dict[str, Any]) -> tuple[li
         base = dict(dataset=config.dataset, split_seed=config.split_seed, test_fraction=config.test_fraction,
                     method=method.name, label=method.display, method_config=mc, delta=config.delta,
                     accountant=config.accountant, examples=setting.examples if setting else None,
-                    trials=spec.trials, confidence=spec.confidence, public_data=public)
+                    trials=setting.trials if setting is not None and setting.trials is not None else spec.trials,
+                    confidence=spec.confidence, public_data=public)
         applicable = variants_for(cls)
         variants = ["correct"] + [v for v in spec.variants if v in applicable]
         for eps in config.epsilons:

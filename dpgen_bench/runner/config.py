@@ -232,6 +232,9 @@ class AuditMethodSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the method's config for the audit only, e.g. ``batch_size`` = ``examples`` (q = 1) and
     ``epochs: 2`` for a DP-SGD method: two full-batch steps whose noiseless release is exact."""
+    trials: int | None = Field(default=None, ge=20)
+    """Releases per neighbouring dataset of this method's hook audits, replacing ``audit.trials`` for it (None:
+    that one), e.g. fewer for a method whose release is a network's DP-SGD step."""
     generic: GenericAuditSpec | None = None
     """This method's generic-audit setting, replacing ``audit.generic`` for it (None: that one), e.g. fewer
     trials and a larger cap for a method whose fit takes seconds."""
