@@ -35,9 +35,11 @@ Privacy argument (add/remove-one neighbouring, docs/privacy.md, docs/dp_gan.md):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
+from unittest import mock
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -47,6 +49,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dpgen_bench.audit.broken import BrokenVariant
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
@@ -457,6 +460,13 @@ class _BaseDPGAN(GenerativeMethod):
         n_hat = data.public_size()
         return dpsgd_canary(self, data, draw=self.audit_latents(torch.tensor([n_hat]), n_hat, step=0))
 
+    @classmethod
+    def broken_variants(cls) -> tuple[BrokenVariant, ...]:
+        """``batch-coupled``: the first DP-CGAN, whose generator normalises over the batch of D's fakes
+        (BatchNorm), so one private example's presence moves the gradient of every pair, not only its own."""
+        return (BrokenVariant("batch-coupled", "the first DP-CGAN: BatchNorm in the generator couples every fake "
+                              "of D's batch", patches=_allow_batch_statistics, transform=_batch_coupled),)
+
     # -- the conformance suite's view of the private step ------------------------------------------
     def gradient_probe(self) -> GradientProbe:
         """The per-pair gradient rows D's private optimiser clips, through the trainer's own wrapping."""
@@ -530,6 +540,38 @@ class _DPGANProbe:
         opt.zero_grad(set_to_none=True)
         method._d_backward(D, images.to(method.device), labels.to(method.device), draws, step=0)
         return torch.cat([p.grad_sample.flatten(1) for p in D.parameters() if p.grad_sample is not None], dim=1)
+
+
+# ------------------------------------------------------------------------- the broken variant (audits only)
+
+
+def batchnorm_generator_class(generator_cls: type[nn.Module]) -> type[nn.Module]:
+    """``generator_cls`` with its first normalisation replaced by BatchNorm (the first DP-CGAN's generator)."""
+
+    class BatchNormGenerator(generator_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.net[0] = nn.BatchNorm2d(self.top)
+
+    return BatchNormGenerator
+
+
+def _batch_coupled(method_cls: type[_BaseDPGAN]) -> type[_BaseDPGAN]:
+    bn_generator = batchnorm_generator_class(Generator)
+
+    class BatchNormGAN(method_cls):  # type: ignore[misc, valid-type]
+        def build_generator(self) -> nn.Module:
+            c = self.config
+            return bn_generator(self.info.channels, self.info.height, self._num_classes, c.z_dim, c.g_width)
+
+    return BatchNormGAN
+
+
+@contextlib.contextmanager
+def _allow_batch_statistics():
+    """The per-example check of the generator off (this module's own; only the broken variant enters it)."""
+    with mock.patch(f"{__name__}.validate_per_example", lambda module, role="generator": None):
+        yield
 
 
 class DPGAN(_BaseDPGAN):

@@ -53,6 +53,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dpgen_bench.audit.broken import BrokenVariant
+from dpgen_bench.audit.canaries import dpsgd_canary
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
@@ -417,9 +419,14 @@ class DPDM(GenerativeMethod):
                     loss.backward()
             else:
                 loss.backward()
-                average_over_draws(net, k)
+                self._rows_per_example(net, k)
         params = [p for p in net.parameters() if p.requires_grad]
         zero_rows(params, nonfinite_rows(params))
+
+    def _rows_per_example(self, net: nn.Module, k: int) -> None:
+        """Hooks/functorch modes: turn the B·K per-row gradients into the B per-example rows the optimiser clips
+        (:func:`average_over_draws`). The ``per-row-clip`` broken variant skips this."""
+        average_over_draws(net, k)
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> None:
@@ -579,6 +586,77 @@ class DPDM(GenerativeMethod):
         net.eval()
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
+    # -- the empirical privacy audit's view of the private step (docs/audit.md) -------------------------
+    def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
+                      ledger: PrivacyLedger | None = None) -> torch.Tensor:
+        """The noisy gradient of one real DP-SGD step at sample rate q = 1 on ``train`` (float64, flattened), for
+        the mechanism audit: one Gaussian mechanism without subsampling.
+
+        The real private step: the denoiser wrapped by :func:`make_private_denoiser` (Opacus's ``DPOptimizer``:
+        per-example clipping of the K-averaged rows to C, noise σ·C, division by the batch size B = n̂), the
+        loss and K-averaging of :meth:`_backward`, ``grad_sample_mode`` as configured. σ is calibrated by the
+        shared calibrator for that one step (q = 1) at ``budget``, so the ledger's claim is the budget's ε.
+        What the audit fixes is public: the network starts where :meth:`fit`'s DP steps start (the seeded
+        initialisation, or the public pre-training when the run has public data), and every example's K
+        draws are :meth:`audit_draws`. At a non-private budget (σ = 0: clipped, no noise) the release is exact.
+        The step goes into ``ledger``."""
+        cfg = self.config
+        n_hat = train.public_size()
+        plan = dpsgd_plan_from_settings(n_hat, n_hat, steps=1)
+        sigmas = self.__dict__.setdefault("_audit_sigmas", {})  # calibration is deterministic: once per budget
+        if (n_hat, budget) not in sigmas:
+            sigmas[n_hat, budget] = float(calibrate(plan, budget)) if budget.is_private else 0.0
+        sigma = sigmas[n_hat, budget]
+        net = copy.deepcopy(self._audit_start()).train()
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        loader = poisson_loader(train, 1.0)  # q = 1: every example, every call
+        net, opt, _ = make_private_denoiser(net, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
+                                            expected_batch_size=n_hat, grad_sample_mode=cfg.grad_sample_mode)
+        x, y = next(iter(loader))
+        opt.zero_grad(set_to_none=True)
+        self._backward(net, x.to(self.device), y.to(self.device), self.audit_draws(x.shape[0]), step=0)
+        opt.step()
+        released = torch.cat([p.grad.detach().flatten() for p in opt.params])
+        if budget.is_private and ledger is not None:
+            ledger.record(PoissonSubsampledGaussianEvent(sigma, 1.0, 1),
+                          f"dpdm: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
+                          f"K={cfg.noise_multiplicity})")
+        return released.double().cpu()
+
+    def _audit_start(self) -> nn.Module:
+        """The network the audited step starts from (kept, never trained): as :meth:`fit` starts its DP steps."""
+        start = self.__dict__.get("_audit_start_net")
+        if start is None:
+            start = copy.deepcopy(self.net)
+            if self.context.public_data is not None:
+                start.load_state_dict(self.pretrained_state(self.context.public_data))
+            self._audit_start_net = start
+        return start
+
+    def audit_draws(self, m: int) -> torch.Tensor:
+        """The auditor's per-example draws for a batch of ``m`` examples, (m, K, ·): one public draw shared by
+        every example and by each example's K rows.
+
+        DP holds for any draws fixed in advance as long as each row depends on its own example only (these do
+        not depend on the data at all). The auditor picks the worst case for a bug in how the K rows are
+        combined: identical rows, so that clipping them one by one instead of their mean moves the clipped sum
+        by exactly K·C (``per-row-clip``), where the correct step moves it by C."""
+        one = self.draws(1, public_generator(self.seed, "audit-draws"))[:, :1]
+        return one.expand(m, self.config.noise_multiplicity, -1).contiguous()
+
+    def audit_canary(self, data: ImageDataset) -> tuple[torch.Tensor, int]:
+        """The audit's worst-case canary: :func:`~dpgen_bench.audit.canaries.dpsgd_canary` (the white image, its
+        per-example gradient norm checked ≥ C) at the draws :meth:`audit_draws` gives it."""
+        return dpsgd_canary(self, data, draw=self.audit_draws(1))
+
+    @classmethod
+    def broken_variants(cls) -> tuple[BrokenVariant, ...]:
+        """``per-row-clip``: Opacus clips each of an example's K noise-draw rows separately (and sums them)
+        instead of clipping their mean, so one example moves the clipped sum by up to K·C while σ is calibrated
+        for C (the bug the K-average before clipping exists to avoid)."""
+        return (BrokenVariant("per-row-clip", "each of an example's K noise-draw rows clipped separately instead of "
+                              "their mean: sensitivity K·C, noise for C", transform=_per_row_clip),)
+
     # -- the conformance suite's view of the private step ----------------------------------------------
     def gradient_probe(self) -> GradientProbe:
         return _DPDMProbe(self)
@@ -639,6 +717,21 @@ class DPDM(GenerativeMethod):
         self.sample_rate = state.get("sample_rate")
         self.steps_taken = int(state.get("steps_taken") or 0)
         self.pretrained_on = state.get("pretrained_on")
+
+
+def _per_row_clip(method_cls: type[DPDM]) -> type[DPDM]:
+    """``method_cls`` whose optimiser gets the B·K per-row gradients (hooks mode, no K-average)."""
+
+    class PerRowClipDPDM(method_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.config.grad_sample_mode == "grouped":  # grouped never forms the per-row gradients
+                self.config.grad_sample_mode = "hooks"
+
+        def _rows_per_example(self, net: nn.Module, k: int) -> None:
+            """The bug: the B·K rows go to the optimiser, which clips each one."""
+
+    return PerRowClipDPDM
 
 
 class _DPDMProbe:

@@ -23,7 +23,7 @@ draw are not needed for it), and T iterations compose adaptively. The ledger rec
 ``PoissonSubsampledGaussianEvent(σ, sample_rate=1.0, steps=T)``: T un-subsampled Gaussian releases, noise std
 σ·2C√B. The original analysis counts the B rows of an iteration as B independent releases each subsampled
 with q = 1/N_D; :data:`ORIGINAL_ACCOUNTING` reproduces it for the comparison table and for the broken
-variant ``original-accounting`` (``dpgen_bench.audit.broken``).
+variant ``original-accounting`` (:meth:`GSWGAN.broken_variants`).
 
 Randomness: everything on the discriminators' side (part assignment, the choice of k, real batches, their
 fakes' latents, gradient-penalty mixing) comes from one OS-entropy generator per fit; the generator step's
@@ -42,6 +42,7 @@ from pydantic import Field, field_validator
 from torch import nn
 from tqdm.auto import tqdm
 
+from dpgen_bench.audit.broken import BrokenVariant
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
 from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
@@ -162,6 +163,11 @@ def _seeded(*stream: int | str) -> Iterator[None]:
         yield
 
 
+def _with_original_accounting(method_cls: type) -> type:
+    """``method_cls`` charging the original analysis (the broken variant ``original-accounting``)."""
+    return type(f"{method_cls.__name__}OriginalAccounting", (method_cls,), {"accounting": ORIGINAL_ACCOUNTING})
+
+
 class GSWGAN(GenerativeMethod):
     """GS-WGAN: N_D non-private discriminators on disjoint parts, a conditional generator trained through one
     sampled discriminator's clipped and noised ∂L/∂x̂ (see the module docstring and ``docs/gs_wgan.md``)."""
@@ -211,6 +217,16 @@ class GSWGAN(GenerativeMethod):
         return torch.randn(m, self.config.z_dim, device=self.device, generator=gen)
 
     # -- privacy ---------------------------------------------------------------------------------
+    @classmethod
+    def broken_variants(cls) -> tuple[BrokenVariant, ...]:
+        """``original-accounting``: GS-WGAN with the authors' analysis (the B rows of an iteration counted as B
+        independent releases, each subsampled at 1/N_D): σ calibrated to, and the ledger recording, those cheaper
+        events (``docs/gs_wgan.md``). The audit must flag it."""
+        return (BrokenVariant(
+            "original-accounting", "GS-WGAN with the authors' analysis: the B rows of an iteration counted as "
+            "independent releases subsampled at 1/N_D; σ calibrated to and the ledger recording those events",
+            transform=_with_original_accounting),)
+
     @classmethod
     def privacy_plan(cls, config: GSWGANConfig, nominal_size: int):  # type: ignore[override]
         """σ → the events of ``iterations`` releases (n̂ plays no part: the charge holds for any partition)."""

@@ -236,6 +236,9 @@ class AuditMethodSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the method's config for the audit only, e.g. ``batch_size`` = ``examples`` (q = 1) and
     ``epochs: 2`` for a DP-SGD method: two full-batch steps whose noiseless release is exact."""
+    trials: int | None = Field(default=None, ge=20)
+    """Releases per neighbouring dataset of this method's hook audits, replacing ``audit.trials`` for it (None:
+    that one), e.g. fewer for a method whose release is a network's DP-SGD step."""
     generic: GenericAuditSpec | None = None
     """This method's generic-audit setting, replacing ``audit.generic`` for it (None: that one), e.g. fewer
     trials and a larger cap for a method whose fit takes seconds."""
@@ -271,9 +274,9 @@ class AuditSpec(_Strict):
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     """Confidence of every lower bound (Clopper–Pearson)."""
     variants: list[str] = Field(
-        default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled", "original-accounting"])
+        default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled", "per-row-clip", "original-accounting"])
     """Deliberately broken variants audited beside each method they apply to (the power checks;
-    ``dpgen_bench.audit.broken``)."""
+    ``dpgen_bench.audit.broken``): the generic ones and those the registered methods declare."""
     methods: dict[str, AuditMethodSpec] = Field(default_factory=dict)
     """Per method label: its audit setting (default: its benchmark config on the whole train split)."""
     one_run: OneRunAuditSpec | None = None
@@ -284,10 +287,17 @@ class AuditSpec(_Strict):
     @field_validator("variants")
     @classmethod
     def _variants(cls, value: list[str]) -> list[str]:
-        from ..audit.broken import VARIANTS
+        from ..audit.broken import check_variant_name
+        from ..registry import get_method, list_methods
 
+        classes = []
+        for method in list_methods():
+            try:
+                classes.append(get_method(method))
+            except Exception:  # noqa: BLE001 - a plugin that fails to load is reported by `dpgen-bench list`
+                continue
         for name in value:
-            VARIANTS.get(name)  # UnknownNameError listing the valid names
+            check_variant_name(name, classes)  # UnknownNameError listing the valid names
         return value
 
 
