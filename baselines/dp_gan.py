@@ -35,9 +35,11 @@ Privacy argument (add/remove-one neighbouring, docs/privacy.md, docs/dp_gan.md):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
+from unittest import mock
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -47,6 +49,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dpgen_bench.audit.broken import BrokenVariant
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
@@ -60,6 +63,7 @@ from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
 from .dp_sgd import GradSampleMode, groups_rows, make_private_module
+from .dpsgd_rows import nonfinite_rows, parameters_finite, zero_rows
 
 AUDIT_OUTSIDER_NORM = 1.0e4
 """Norm of the latent the audit gives the canary's fakes (:meth:`_BaseDPGAN.audit_latents`): large enough that,
@@ -99,6 +103,13 @@ def make_private_discriminator(
         grad_sample_mode=grad_sample_mode, noise_generator=noise_generator)
     optimizer.expected_batch_size = expected_batch_size  # Opacus derives it from len(loader)
     return D, optimizer, engine
+
+
+def _is_private(D: nn.Module) -> bool:
+    """Whether ``D`` is wrapped for DP-SGD (Opacus's per-sample-gradient module)."""
+    from opacus import GradSampleModule
+
+    return isinstance(D, GradSampleModule)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -149,6 +160,7 @@ class _BaseDPGAN(GenerativeMethod):
     Config: ClassVar[type[MethodConfig]] = DPGANConfig
     conditional: ClassVar[bool] = False
     config: DPGANConfig
+    tuned_on: ClassVar[str] = "mnist-5k"  # epochs chosen by evaluating DP-CGAN on the reported mnist-5k split
     conformance_config: ClassVar[dict[str, Any]] = {
         "epochs": 1, "batch_size": 16, "g_width": 8, "d_width": 8, "z_dim": 8,
     }
@@ -312,7 +324,11 @@ class _BaseDPGAN(GenerativeMethod):
             # Two forwards, one backward: Opacus sums row i of both passes into one per-pair gradient.
             per_pair = self._d_loss(D(x, labels), D(fake, labels))
         loss = per_pair.sum() / max(m, 1)  # "mean" reduction that survives an empty batch
-        if not torch.isfinite(loss):
+        private = _is_private(D)
+        # A private run never looks at this loss: it is an un-noised statistic of the private batch, and stopping
+        # on it would release a bit. Its non-finite rows are zeroed below instead (each a function of its own
+        # pair: the sensitivity holds) and divergence is judged on D's parameters after the noised step.
+        if not private and not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"discriminator loss is {loss.item()} at step {step + 1}; lower the learning rates or "
                 f"max_grad_norm"
@@ -328,12 +344,18 @@ class _BaseDPGAN(GenerativeMethod):
                     loss.backward()
             else:
                 loss.backward()
+        if private:
+            params = [p for p in D.parameters() if p.requires_grad]
+            zero_rows(params, nonfinite_rows(params))
 
     def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 z: torch.Tensor, step: int) -> None:
         opt_d.zero_grad(set_to_none=True)
         self._d_backward(D, x, y, z, step)
         opt_d.step()
+        if _is_private(D) and not parameters_finite(D):  # decided on the noised update: post-processing
+            raise TrainingDivergedError(f"discriminator parameters are not finite after noised step {step + 1}; "
+                                        f"lower the learning rates")
 
     def _g_step(self, D: nn.Module, opt_g: torch.optim.Optimizer, gen: torch.Generator, step: int,
                 private: bool) -> float:
@@ -438,6 +460,13 @@ class _BaseDPGAN(GenerativeMethod):
         n_hat = data.public_size()
         return dpsgd_canary(self, data, draw=self.audit_latents(torch.tensor([n_hat]), n_hat, step=0))
 
+    @classmethod
+    def broken_variants(cls) -> tuple[BrokenVariant, ...]:
+        """``batch-coupled``: the first DP-CGAN, whose generator normalises over the batch of D's fakes
+        (BatchNorm), so one private example's presence moves the gradient of every pair, not only its own."""
+        return (BrokenVariant("batch-coupled", "the first DP-CGAN: BatchNorm in the generator couples every fake "
+                              "of D's batch", patches=_allow_batch_statistics, transform=_batch_coupled),)
+
     # -- the conformance suite's view of the private step ------------------------------------------
     def gradient_probe(self) -> GradientProbe:
         """The per-pair gradient rows D's private optimiser clips, through the trainer's own wrapping."""
@@ -511,6 +540,38 @@ class _DPGANProbe:
         opt.zero_grad(set_to_none=True)
         method._d_backward(D, images.to(method.device), labels.to(method.device), draws, step=0)
         return torch.cat([p.grad_sample.flatten(1) for p in D.parameters() if p.grad_sample is not None], dim=1)
+
+
+# ------------------------------------------------------------------------- the broken variant (audits only)
+
+
+def batchnorm_generator_class(generator_cls: type[nn.Module]) -> type[nn.Module]:
+    """``generator_cls`` with its first normalisation replaced by BatchNorm (the first DP-CGAN's generator)."""
+
+    class BatchNormGenerator(generator_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.net[0] = nn.BatchNorm2d(self.top)
+
+    return BatchNormGenerator
+
+
+def _batch_coupled(method_cls: type[_BaseDPGAN]) -> type[_BaseDPGAN]:
+    bn_generator = batchnorm_generator_class(Generator)
+
+    class BatchNormGAN(method_cls):  # type: ignore[misc, valid-type]
+        def build_generator(self) -> nn.Module:
+            c = self.config
+            return bn_generator(self.info.channels, self.info.height, self._num_classes, c.z_dim, c.g_width)
+
+    return BatchNormGAN
+
+
+@contextlib.contextmanager
+def _allow_batch_statistics():
+    """The per-example check of the generator off (this module's own; only the broken variant enters it)."""
+    with mock.patch(f"{__name__}.validate_per_example", lambda module, role="generator": None):
+        yield
 
 
 class DPGAN(_BaseDPGAN):

@@ -1,5 +1,8 @@
 """Opacus's ``make_private`` as the DP-SGD trainers here use it, and the per-example gradient modes they offer.
 
+The optimiser itself comes from the library's one DP-SGD factory, :func:`dpgen_bench.privacy.dpsgd.make_private`
+(the seam the audits' broken variants use); this module adds what the baselines' networks need around it.
+
 Modes (``grad_sample_mode`` of ``dp-gan``/``dp-cgan`` and ``dpdm``): Opacus's ``hooks``, ``functorch`` and ``ew``,
 and ``grouped`` — hooks through :class:`~.grouped_grad_sample.GroupedGradSampleModule`, which gives one gradient
 per *example* when an example is several rows of the batch (``docs/dpsgd_speed.md``).
@@ -7,12 +10,13 @@ per *example* when an example is several rows of the batch (``docs/dpsgd_speed.m
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+
+from dpgen_bench.privacy.dpsgd import make_private
 
 from .per_sample_conv import register_with_opacus, skip_batch_weight_grads
 
@@ -29,25 +33,16 @@ def make_private_module(module: nn.Module, optimizer: torch.optim.Optimizer, loa
                         noise_generator: torch.Generator) -> tuple[nn.Module, DPOptimizer, PrivacyEngine]:
     """Opacus's ``make_private`` for the DP-SGD trainers here (no Poisson re-wrapping of ``loader``; gradient
     accumulation forbidden; batch weight gradients skipped where per-sample gradients come from hooks)."""
-    from opacus import PrivacyEngine  # imported on use: importing the baselines stays cheap
-
     register_with_opacus()
-    engine_cls: type[PrivacyEngine] = PrivacyEngine
+    engine_cls: type[PrivacyEngine] | None = None
     opacus_mode = grad_sample_mode
     if grad_sample_mode == "grouped":
-        from .grouped_grad_sample import GroupedPrivacyEngine
+        from .grouped_grad_sample import GroupedPrivacyEngine  # imported on use: importing the baselines stays cheap
 
         engine_cls, opacus_mode = GroupedPrivacyEngine, "hooks"
-    with warnings.catch_warnings():
-        # "Secure RNG turned off": Opacus's secure_mode needs torchcsprng; the noise and batch sampling
-        # here use OS-entropy-seeded generators instead (dpgen_bench.privacy.noise).
-        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
-        engine = engine_cls(accountant="prv")
-    module, optimizer, _ = engine.make_private(
-        module=module, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm, poisson_sampling=False, grad_sample_mode=opacus_mode,
-        noise_generator=noise_generator,
-    )
+    module, optimizer, engine = make_private(
+        module, optimizer, loader, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+        grad_sample_mode=opacus_mode, noise_generator=noise_generator, engine_cls=engine_cls)
     module.forbid_grad_accumulation()  # a stray second backward before step() would raise
     if opacus_mode == "hooks":
         skip_batch_weight_grads(module)

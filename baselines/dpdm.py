@@ -53,6 +53,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dpgen_bench.audit.broken import BrokenVariant
+from dpgen_bench.audit.canaries import dpsgd_canary
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
@@ -67,6 +69,7 @@ from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dp_sgd import GradSampleMode, groups_rows, make_private_module
 from .per_sample_conv import PerSampleConv2d
+from .dpsgd_rows import nonfinite_rows, parameters_finite, zero_rows
 
 if TYPE_CHECKING:
     from diffusers import EDMEulerScheduler, UNet2DModel
@@ -161,10 +164,15 @@ class DPDMConfig(MethodConfig):
         return self
 
     def pretrain_key_fields(self) -> dict[str, Any]:
-        """The settings a pre-trained network depends on (architecture, EDM, pre-training), for the cache key."""
-        keys = ("conditional", "label_dropout", "p_mean", "p_std", "sigma_data", "channels", "layers_per_block", "norm_groups",
-                "attention_head_dim", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr")
-        return {k: getattr(self, k) for k in keys}
+        """The settings a pre-trained network may depend on, for its cache key: every field except those only
+        DP fine-tuning or sampling reads (:data:`NOT_IN_PRETRAINING`), so a new field is in the key by default."""
+        return {k: getattr(self, k) for k in sorted(type(self).model_fields) if k not in NOT_IN_PRETRAINING}
+
+
+NOT_IN_PRETRAINING = frozenset({"epochs", "batch_size", "lr", "max_grad_norm", "ema_decay", "sampler_steps",
+                                "guidance_scale", "sample_batch_size", "grad_sample_mode"})
+"""DPDM fields public pre-training never reads (DP fine-tuning and sampling only); every other field is part of
+the pre-training cache key (noise multiplicity K included: it sets the draws per example)."""
 
 
 # ------------------------------------------------------------------------------------------ the network
@@ -297,6 +305,7 @@ class DPDM(GenerativeMethod):
     capabilities: ClassVar[Capabilities] = Capabilities(
         labelled=True, unlabelled=True, channels=(1, 3), image_sizes=SUPPORTED_SIZES, dp_sgd=True, public_data=True
     )
+    tuned_on: ClassVar[str] = "mnist-5k"  # p_mean, EMA: ~17 probe fits on the reported split (docs/dpdm.md)
     conformance_config: ClassVar[dict[str, Any]] = {
         "epochs": 1, "batch_size": 16, "noise_multiplicity": 2, "channels": (8, 8), "norm_groups": 4,
         "attention_head_dim": 4, "sampler_steps": 2, "pretrain_epochs": 1,
@@ -346,8 +355,9 @@ class DPDM(GenerativeMethod):
                            device=generator.device).to(self.device)
 
     def _backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
-        """Forward/backward of the K-repeated batch, in chunks of ``physical_batch_size`` examples; leaves the
-        per-example (K-averaged) rows of the whole batch in each parameter's ``grad_sample`` for the optimiser."""
+        """Forward/backward of the K-repeated batch in one pass; leaves the per-example (K-averaged) rows of the
+        whole batch in each parameter's ``grad_sample`` (the rows the optimiser clips: the gradient probe's view,
+        and the private step when ``physical_batch_size`` is None)."""
         params = [p for p in net.parameters() if p.requires_grad]
         if x.shape[0] == 0:
             # An empty Poisson batch: diffusers' attention cannot run on 0 rows, so give the optimiser what
@@ -355,21 +365,39 @@ class DPDM(GenerativeMethod):
             for p in params:
                 p.grad_sample = torch.zeros(1, *p.shape, device=p.device, dtype=p.dtype)
             return
-        chunk = self.config.physical_batch_size or x.shape[0]
-        if chunk >= x.shape[0]:
-            self._chunk_backward(net, x, y, draws, step)
+        self._chunk_backward(net, x, y, draws, step)
+
+    def _private_step(self, net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                      draws: torch.Tensor, step: int) -> None:
+        """One DP-SGD step on the Poisson batch ``x``. With ``physical_batch_size`` P, the batch is padded with
+        masked rows to a multiple of P and processed in chunks of exactly P examples, each clipped and summed
+        into the optimiser's accumulator (Opacus's skip-step accumulation) before one noised update: memory is
+        a function of the public P alone, never of the private batch size (an empty batch is one masked chunk).
+        The clipped sum, its noise and the divisor B are those of the one-pass step."""
+        chunk = self.config.physical_batch_size
+        if chunk is None:
+            self._backward(net, x, y, draws, step)
+            opt.step()
             return
-        # Memory only: each chunk's rows are per-example gradients already (Opacus rescales its "mean" loss row by
-        # row, then the K-average), so stacking the chunks' rows gives exactly the rows of one pass.
-        stash: list[list[torch.Tensor]] = []
-        for lo in range(0, x.shape[0], chunk):
-            sl = slice(lo, lo + chunk)
+        m = x.shape[0]
+        chunks = max(1, -(-m // chunk))
+        pad = chunks * chunk - m
+        if pad:  # masked rows: public zeros, their gradient rows are zeroed before clipping
+            x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
+            y = torch.cat([y, y.new_zeros(pad)])
+            draws = torch.cat([draws, draws.new_zeros(pad, *draws.shape[1:])])
+        for i in range(chunks):
+            sl = slice(i * chunk, (i + 1) * chunk)
             self._chunk_backward(net, x[sl], y[sl], draws[sl], step)
-            stash.append([p.grad_sample for p in params])
-            for p in params:
-                p.grad_sample = None  # so the next chunk's backward is not refused as gradient accumulation
-        for p, rows in zip(params, zip(*stash)):
-            p.grad_sample = torch.cat(rows)
+            masked = torch.arange(i * chunk, (i + 1) * chunk, device=x.device) >= m
+            if masked.any():
+                zero_rows([p for p in net.parameters() if p.requires_grad], masked)
+            last = i == chunks - 1
+            if not last:
+                opt.signal_skip_step(do_skip=True)  # clip and accumulate only; the noise comes once, at the end
+            opt.step()
+            if not last:
+                opt.zero_grad(set_to_none=True)  # clears the rows, keeps the accumulated clipped sum
 
     def _chunk_backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
         k = self.config.noise_multiplicity
@@ -378,9 +406,10 @@ class DPDM(GenerativeMethod):
         losses = edm_row_losses(net, self.scheduler, self.config, rows_x, labels, draws.flatten(0, 1))
         # "mean" reduction over the B·K rows: Opacus scales each row back to ∇ℓ_row, and the K-average below
         # turns them into ∇ of example i's mean loss. max(., 1) survives an empty batch.
+        # No check of this loss: it is computed on the private batch, so stopping on it would release an
+        # un-noised bit. A non-finite row is zeroed instead (a function of its own example: sensitivity holds),
+        # and divergence is judged on the parameters after the noised step (post-processing).
         loss = losses.sum() / max(losses.shape[0], 1)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(f"diffusion loss is {loss.item()} at step {step + 1}; lower lr")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
             if groups_rows(net):  # grouped: the hooks give the K-averaged rows
@@ -388,8 +417,15 @@ class DPDM(GenerativeMethod):
 
                 with grouped_rows(net, k):
                     loss.backward()
-                return
-            loss.backward()
+            else:
+                loss.backward()
+                self._rows_per_example(net, k)
+        params = [p for p in net.parameters() if p.requires_grad]
+        zero_rows(params, nonfinite_rows(params))
+
+    def _rows_per_example(self, net: nn.Module, k: int) -> None:
+        """Hooks/functorch modes: turn the B·K per-row gradients into the B per-example rows the optimiser clips
+        (:func:`average_over_draws`). The ``per-row-clip`` broken variant skips this."""
         average_over_draws(net, k)
 
     # -- training ----------------------------------------------------------------------------------
@@ -457,11 +493,13 @@ class DPDM(GenerativeMethod):
                     continue
                 opt.zero_grad(set_to_none=True)
                 if private:
-                    self._backward(net, x.to(dev), y.to(dev), self.draws(x.shape[0], draw_gen), step)
+                    self._private_step(net, opt, x.to(dev), y.to(dev), self.draws(x.shape[0], draw_gen), step)
+                    if not parameters_finite(self.net):  # decided on the noised update: post-processing
+                        raise TrainingDivergedError(f"parameters are not finite after noised step {step + 1}; lower lr")
                 else:
                     self._plain_backward(self.net, x.to(dev), y.to(dev), self.draws(x.shape[0], draw_gen), step)
                     counted[0] += 1
-                opt.step()
+                    opt.step()
                 step += 1
                 self._update_ema()
                 bar.update(1)
@@ -527,7 +565,8 @@ class DPDM(GenerativeMethod):
     def _pretrain(self, public: ImageDataset) -> dict[str, torch.Tensor]:
         """Plain (non-private) EDM training on the public data; all randomness seeded, per use, from the seed."""
         cfg = self.config
-        net = self.net.train()
+        # A copy: pre-training returns its state and leaves self.net alone (fit loads the state explicitly).
+        net = copy.deepcopy(self.net).train()
         opt = torch.optim.Adam(net.parameters(), lr=cfg.pretrain_lr)
         n = len(public)  # public data: its length is public
         b = min(cfg.pretrain_batch_size, n)
@@ -546,6 +585,77 @@ class DPDM(GenerativeMethod):
             opt.step()
         net.eval()
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    # -- the empirical privacy audit's view of the private step (docs/audit.md) -------------------------
+    def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
+                      ledger: PrivacyLedger | None = None) -> torch.Tensor:
+        """The noisy gradient of one real DP-SGD step at sample rate q = 1 on ``train`` (float64, flattened), for
+        the mechanism audit: one Gaussian mechanism without subsampling.
+
+        The real private step: the denoiser wrapped by :func:`make_private_denoiser` (Opacus's ``DPOptimizer``:
+        per-example clipping of the K-averaged rows to C, noise σ·C, division by the batch size B = n̂), the
+        loss and K-averaging of :meth:`_backward`, ``grad_sample_mode`` as configured. σ is calibrated by the
+        shared calibrator for that one step (q = 1) at ``budget``, so the ledger's claim is the budget's ε.
+        What the audit fixes is public: the network starts where :meth:`fit`'s DP steps start (the seeded
+        initialisation, or the public pre-training when the run has public data), and every example's K
+        draws are :meth:`audit_draws`. At a non-private budget (σ = 0: clipped, no noise) the release is exact.
+        The step goes into ``ledger``."""
+        cfg = self.config
+        n_hat = train.public_size()
+        plan = dpsgd_plan_from_settings(n_hat, n_hat, steps=1)
+        sigmas = self.__dict__.setdefault("_audit_sigmas", {})  # calibration is deterministic: once per budget
+        if (n_hat, budget) not in sigmas:
+            sigmas[n_hat, budget] = float(calibrate(plan, budget)) if budget.is_private else 0.0
+        sigma = sigmas[n_hat, budget]
+        net = copy.deepcopy(self._audit_start()).train()
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        loader = poisson_loader(train, 1.0)  # q = 1: every example, every call
+        net, opt, _ = make_private_denoiser(net, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
+                                            expected_batch_size=n_hat, grad_sample_mode=cfg.grad_sample_mode)
+        x, y = next(iter(loader))
+        opt.zero_grad(set_to_none=True)
+        self._backward(net, x.to(self.device), y.to(self.device), self.audit_draws(x.shape[0]), step=0)
+        opt.step()
+        released = torch.cat([p.grad.detach().flatten() for p in opt.params])
+        if budget.is_private and ledger is not None:
+            ledger.record(PoissonSubsampledGaussianEvent(sigma, 1.0, 1),
+                          f"dpdm: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
+                          f"K={cfg.noise_multiplicity})")
+        return released.double().cpu()
+
+    def _audit_start(self) -> nn.Module:
+        """The network the audited step starts from (kept, never trained): as :meth:`fit` starts its DP steps."""
+        start = self.__dict__.get("_audit_start_net")
+        if start is None:
+            start = copy.deepcopy(self.net)
+            if self.context.public_data is not None:
+                start.load_state_dict(self.pretrained_state(self.context.public_data))
+            self._audit_start_net = start
+        return start
+
+    def audit_draws(self, m: int) -> torch.Tensor:
+        """The auditor's per-example draws for a batch of ``m`` examples, (m, K, ·): one public draw shared by
+        every example and by each example's K rows.
+
+        DP holds for any draws fixed in advance as long as each row depends on its own example only (these do
+        not depend on the data at all). The auditor picks the worst case for a bug in how the K rows are
+        combined: identical rows, so that clipping them one by one instead of their mean moves the clipped sum
+        by exactly K·C (``per-row-clip``), where the correct step moves it by C."""
+        one = self.draws(1, public_generator(self.seed, "audit-draws"))[:, :1]
+        return one.expand(m, self.config.noise_multiplicity, -1).contiguous()
+
+    def audit_canary(self, data: ImageDataset) -> tuple[torch.Tensor, int]:
+        """The audit's worst-case canary: :func:`~dpgen_bench.audit.canaries.dpsgd_canary` (the white image, its
+        per-example gradient norm checked ≥ C) at the draws :meth:`audit_draws` gives it."""
+        return dpsgd_canary(self, data, draw=self.audit_draws(1))
+
+    @classmethod
+    def broken_variants(cls) -> tuple[BrokenVariant, ...]:
+        """``per-row-clip``: Opacus clips each of an example's K noise-draw rows separately (and sums them)
+        instead of clipping their mean, so one example moves the clipped sum by up to K·C while σ is calibrated
+        for C (the bug the K-average before clipping exists to avoid)."""
+        return (BrokenVariant("per-row-clip", "each of an example's K noise-draw rows clipped separately instead of "
+                              "their mean: sensitivity K·C, noise for C", transform=_per_row_clip),)
 
     # -- the conformance suite's view of the private step ----------------------------------------------
     def gradient_probe(self) -> GradientProbe:
@@ -607,6 +717,21 @@ class DPDM(GenerativeMethod):
         self.sample_rate = state.get("sample_rate")
         self.steps_taken = int(state.get("steps_taken") or 0)
         self.pretrained_on = state.get("pretrained_on")
+
+
+def _per_row_clip(method_cls: type[DPDM]) -> type[DPDM]:
+    """``method_cls`` whose optimiser gets the B·K per-row gradients (hooks mode, no K-average)."""
+
+    class PerRowClipDPDM(method_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.config.grad_sample_mode == "grouped":  # grouped never forms the per-row gradients
+                self.config.grad_sample_mode = "hooks"
+
+        def _rows_per_example(self, net: nn.Module, k: int) -> None:
+            """The bug: the B·K rows go to the optimiser, which clips each one."""
+
+    return PerRowClipDPDM
 
 
 class _DPDMProbe:

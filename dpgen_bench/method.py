@@ -27,7 +27,7 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -38,6 +38,8 @@ from .files import atomic_path, write_atomic
 from .privacy.budget import PrivacyBudget
 from .privacy.ledger import PrivacyLedger
 
+if TYPE_CHECKING:
+    from .audit.broken import BrokenVariant
 
 INTERFACE_VERSION = 2
 """The version of the method interface this library implements (see the module docstring)."""
@@ -158,6 +160,11 @@ class GenerativeMethod(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     conformance_config: ClassVar[dict[str, Any]] = {}
     """Config overrides that make :meth:`fit` take seconds on a tiny dataset, for the conformance suite."""
+    tuned_on: ClassVar[str] = "undeclared"
+    """What the defaults of :attr:`Config` were chosen on: ``"paper"``, ``"none"``, a registered dataset name or
+    ``"<dataset>:tuning"`` (its declared tuning split); ``"undeclared"`` if nobody said. Recorded in every row;
+    tables mark rows tuned on the reported data (:mod:`dpgen_bench.jobs.tuned_on`). Say the truth: defaults
+    chosen by evaluating on the benchmark's own split are ``"<that dataset>"``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -265,6 +272,19 @@ class GenerativeMethod(ABC):
         return None
 
     @classmethod
+    def training_extractor_options(cls, config: MethodConfig) -> dict[str, Any]:
+        """The options the training extractor is built with (a local ``weights`` file must declare
+        ``weights_trained_on``: the runner checks it like the extractor's name). Default: none."""
+        return {}
+
+    @classmethod
+    def pretrained_components(cls, config: MethodConfig) -> dict[str, tuple[str, ...]]:
+        """Every other pre-trained part the method uses with ``config`` (e.g. PE's generation API), as
+        description → the data families it was trained on; the runner refuses one trained on the private
+        dataset's family. ValueError if a part cannot say (an undeclared model). Default: none."""
+        return {}
+
+    @classmethod
     def privacy_plan(cls, config: MethodConfig, nominal_size: int) -> Any:
         """σ → the events :meth:`fit` will record at noise multiplier σ on a private split of declared size
         n̂ = ``nominal_size`` (a :data:`~dpgen_bench.privacy.calibration.Plan`), or None if the method cannot
@@ -274,6 +294,30 @@ class GenerativeMethod(ABC):
     def gradient_probe(self) -> GradientProbe | None:
         """For DP-SGD methods (``capabilities.dp_sgd``): the probe of the rows the optimiser clips."""
         return None
+
+    # -- optional audit hooks (docs/audit.md); None / empty means "not provided" -----------------
+    audit_release: ClassVar[Callable[..., torch.Tensor] | None] = None
+    """Optional hook of the mechanism audit: a method ``audit_release(self, train, budget, ledger=None) ->
+    torch.Tensor``, one noisy release (1-d, float64) of the same release code :meth:`fit` uses, on ``train``,
+    with fresh noise on every call and the exact values at ε = ∞; it records what it releases in ``ledger``
+    (the audit compares its bound with that ε). None: the method is audited by the generic audit only."""
+
+    audit_canary: ClassVar[Callable[..., tuple[torch.Tensor, int]] | None] = None
+    """Optional hook: a method ``audit_canary(self, data) -> (image, label)``, the example whose addition to
+    ``data`` moves the release by the full sensitivity (checked there). None: the auditor's rule (the all-ones
+    image in class 0)."""
+
+    audit_config: ClassVar[dict[str, Any] | None] = None
+    """Optional config overrides that make :meth:`fit` take well under a second on ~32 images, for the generic
+    audit's many fits. None: :attr:`conformance_config`."""
+
+    @classmethod
+    def broken_variants(cls) -> "tuple[BrokenVariant, ...]":
+        """Deliberately broken copies of this method that only it can have (the audit's power checks, e.g.
+        DPDM's ``per-row-clip``), as :class:`~dpgen_bench.audit.broken.BrokenVariant`; the generic ones
+        (``tenth-noise``, ``unclipped``) reach every method through the noise and DP-SGD seams and are not
+        listed here. Default: none."""
+        return ()
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

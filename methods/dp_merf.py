@@ -62,6 +62,7 @@ class DPMERF(ReleaseOnceMethod):
     name: ClassVar[str] = "dp-merf"
     Config: ClassVar[type[MethodConfig]] = DPMERFConfig
     capabilities: ClassVar[Capabilities] = Capabilities(labelled=True, unlabelled=True, channels=(1, 3))
+    tuned_on: ClassVar[str] = "paper"  # the paper's MNIST schedule (module docstring)
     conformance_config: ClassVar[dict[str, Any]] = {"n_features": 50, "steps": 2, "batch_size": 10}
 
     @classmethod

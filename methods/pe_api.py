@@ -71,6 +71,22 @@ class GenerationAPI(ABC):
     """Image channel counts the API can produce."""
     image_sizes: ClassVar[tuple[int, ...] | None] = None
     """Square image sizes it can produce (None: any, by resizing)."""
+    trained_on: ClassVar[tuple[str, ...] | None] = None
+    """Data families (:attr:`dpgen_bench.data.DatasetSpec.family`) its model was trained on, ``()`` for none (a
+    hand-written renderer); None: it depends on the options (override :meth:`trained_on_for`). The runner
+    refuses an API trained on the private dataset's family, like a training feature extractor."""
+
+    @classmethod
+    def trained_on_for(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        """What the API's model was trained on with ``options``; ValueError if it cannot say."""
+        if cls.trained_on is None:
+            raise ValueError(f"PE API {cls.name!r} does not declare what its model was trained on")
+        return cls.trained_on
+
+    @classmethod
+    def describe_options(cls, options: dict[str, Any]) -> str:
+        """Which model the options pick, for messages (default: the API has one)."""
+        return "its built-in generator"
 
     def __init__(self, info: DatasetInfo, device: str | torch.device = "cpu", **options: Any) -> None:
         self.info = info
@@ -102,6 +118,9 @@ def register_pe_api(name: str) -> Callable[[A], A]:
     def wrap(cls: A) -> A:
         if not (isinstance(cls, type) and issubclass(cls, GenerationAPI)):
             raise TypeError(f"{cls!r} is not a GenerationAPI subclass")
+        if cls.trained_on is None and cls.trained_on_for.__func__ is GenerationAPI.trained_on_for.__func__:
+            raise TypeError(f"PE API {name!r} ({cls.__qualname__}) must declare what its model was trained on: set "
+                            f"trained_on = (families...) (() for none) or override trained_on_for(options)")
         cls.name = name
         return PE_APIS.register(name, cls)
 

@@ -2,7 +2,10 @@
 
 Config::
 
-    api: {name: diffusers, options: {model: google/ddpm-cifar10-32, num_inference_steps: 50, batch_size: 64}}
+    api: {name: diffusers, options: {model: DIR_OR_HUB_NAME, trained_on: [imagenet], num_inference_steps: 50, batch_size: 64}}
+
+``trained_on`` is required: the runner refuses a model trained on the private dataset's family (e.g.
+``google/ddpm-cifar10-32`` for CIFAR-10: it was fitted on CIFAR-10's own training images).
 
 ``model`` is a Hugging Face hub name or a local folder. A folder may be a pipeline saved with
 ``DDPMPipeline(unet, scheduler).save_pretrained(dir)`` (``unet/`` + ``scheduler/``), or a flat folder holding
@@ -75,7 +78,7 @@ def missing_model_message(model: str, reason: str, local: bool = False) -> str:
         return (
             f"diffusion model {model!r} could not be found locally ({reason}): pass a folder written by "
             f"DDPMPipeline(unet, scheduler).save_pretrained(DIR) (or a UNet2DModel.save_pretrained folder with the "
-            f"scheduler's {_SCHEDULER_CONFIG} beside it), or a Hugging Face hub name such as google/ddpm-cifar10-32"
+            f"scheduler's {_SCHEDULER_CONFIG} beside it), or a Hugging Face hub name (one trained on data other than the private dataset's family)"
         )
     return (
         f"diffusion model {model!r} could not be found locally or downloaded ({reason}). Either run once with "
@@ -196,7 +199,8 @@ def _int_option(name: str, value: Any, minimum: int = 1) -> int:
 class DiffusersAPI(GenerationAPI):
     """A diffusers ``UNet2DModel`` sampled with DDIM (RANDOM_API) and SDEdit (VARIATION_API); see the module doc.
 
-    Options: ``model`` (hub name or local folder, required), ``num_inference_steps`` (DDIM steps of a full
+    Options: ``model`` (hub name or local folder, required), ``trained_on`` (data families the model was
+    trained on, required by the runner's check: never the private dataset's), ``num_inference_steps`` (DDIM steps of a full
     sample, default 50), ``batch_size`` (images per UNet call, default 64), ``cache_dir`` (Hugging Face cache
     folder; default: huggingface_hub's, ~/.cache/huggingface/hub).
     """
@@ -206,17 +210,35 @@ class DiffusersAPI(GenerationAPI):
     class-conditional UNet whose classes match the dataset's; labelled PE refuses an instance without."""
     channels = (1, 3)
 
+    trained_on = None  # per model: the required option trained_on (trained_on_for)
+
+    @classmethod
+    def trained_on_for(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        """The ``trained_on`` option: the data families the model was trained on (required; a hub name says
+        nothing the runner can check)."""
+        declared = options.get("trained_on")
+        if declared is None:
+            raise ValueError(f"PE API 'diffusers': declare what model {options.get('model')!r} was trained on with "
+                             f"option trained_on: [families] (e.g. [imagenet]); a model trained on the private "
+                             f"dataset's family is refused")
+        return (declared,) if isinstance(declared, str) else tuple(declared)
+
+    @classmethod
+    def describe_options(cls, options: dict[str, Any]) -> str:
+        return f"model {options.get('model')!r}"
+
     def __init__(self, info: DatasetInfo, device: str | torch.device = "cpu", *, model: str | None = None,
                  num_inference_steps: int = 50, batch_size: int = 64, cache_dir: str | None = None,
-                 **options: Any) -> None:
+                 trained_on: Any = None, **options: Any) -> None:
         super().__init__(info, device=device, **options)
         try:
             from diffusers import DDIMScheduler
         except ImportError as e:
             raise ImportError(f"PE API 'diffusers' needs the diffusers package: {INSTALL_HINT}") from e
         if not isinstance(model, str) or not model:
-            raise ValueError("PE API 'diffusers' needs option model: a Hugging Face hub name (e.g. "
-                             "google/ddpm-cifar10-32) or a local folder saved with save_pretrained")
+            raise ValueError("PE API 'diffusers' needs option model: a Hugging Face hub name or a local folder saved "
+                             "with save_pretrained, of a model trained on data other than the private dataset's "
+                             "family (declare it with option trained_on)")
         self.model_name = model
         self.num_inference_steps = _int_option("num_inference_steps", num_inference_steps)
         self.batch_size = _int_option("batch_size", batch_size)

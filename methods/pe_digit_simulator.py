@@ -75,6 +75,7 @@ _SIZES: dict[int, tuple[float, str, int, tuple[float, float]]] = {
 
 @register_pe_api("digit-simulator")
 class DigitSimulator(GenerationAPI):
+    trained_on = ()  # a hand-written stroke renderer: fitted on no data
     """Digits 0–9 from matplotlib's TrueType fonts, written with a simulated pen; see the module docstring.
 
     Options (all optional; ranges are closed intervals):

@@ -16,6 +16,7 @@ class BlobAPI(GenerationAPI):
     """RANDOM_API: a uniform grey level per sample; VARIATION_API: the level nudged by 0.1·strength·N(0, 1)."""
 
     channels = (1,)
+    trained_on = ()  # a constant grey level: fitted on nothing
 
     def random(self, labels, generator):
         return self._population(torch.rand(len(labels), 1, generator=generator), labels)

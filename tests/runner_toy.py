@@ -22,7 +22,7 @@ import time
 import torch
 
 from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
-from dpgen_bench.privacy.calibration import calibrate_gaussian_releases
+from dpgen_bench.privacy.calibration import calibrate_gaussian_releases, gaussian_releases_plan
 from dpgen_bench.privacy.events import GaussianEvent
 from dpgen_bench.privacy.noise import gaussian_noise
 from dpgen_bench.registry import get_method, list_methods, register_method
@@ -59,10 +59,15 @@ class _NoisyMeans(GenerativeMethod):
     capabilities = Capabilities(channels=(1,))
     conformance_config = {}
     per_class = True
+    tuned_on = "none"  # a toy: nothing was tuned
 
     @property
     def samples_labelled(self) -> bool:
         return self.per_class  # toy-global ignores labels: its sample labels carry no information
+
+    @classmethod
+    def privacy_plan(cls, config, nominal_size):
+        return gaussian_releases_plan([1.0, 1.0])  # what fit calibrates (overspend adds an unplanned release)
 
     def fit(self, train, budget, ledger) -> None:
         _die_once(f"{self.seed} {budget.epsilon}")

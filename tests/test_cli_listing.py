@@ -136,6 +136,18 @@ def test_info_of_a_dataset_prints_shape_classes_and_split_sizes(capsys):
     assert "(1, 8, 8)" in out and "1438 train / 359 test" in out
 
 
+def test_info_load_prints_no_class_counts_of_either_split(capsys):
+    # The train split's class counts are private, and the stratified test split's would give them away.
+    from dpgen_bench.data import load_splits
+
+    assert main(["info", "digits", "--load"]) == 0
+    out = capsys.readouterr().out
+    splits = load_splits("digits")
+    for part in (splits.train, splits.test):
+        assert str(part.class_counts().tolist()) not in out
+        assert ", ".join(str(c) for c in part.class_counts().tolist()) not in out
+
+
 def test_info_load_of_a_missing_torchvision_dataset_exits_2_and_writes_nothing(capsys, tmp_path):
     assert main(["info", "fashion-mnist", "--load", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -229,13 +229,33 @@ def test_non_private_run_records_nothing_and_adds_no_noise() -> None:
     assert method.steps_taken == dpsgd_steps(60, 20, 1)
 
 
-def test_diverging_run_stops_with_error_naming_the_step() -> None:
+def test_a_private_batch_with_a_non_finite_loss_never_stops_training() -> None:
+    # Stopping on the private batch's loss would release an un-noised bit. NaN pairs' rows are zeroed, so each
+    # step is noise (plus the finite rows) and every planned step is taken and recorded.
     train = _data(n=60)
     train.images[:] = float("nan")
     ledger = PrivacyLedger()
-    with pytest.raises(TrainingDivergedError, match=r"at step 1\b"):
+    method = DPCGAN({**TINY, "batch_size": 30}, train.info)
+    method.fit(train, PrivacyBudget(10.0, DELTA), ledger)
+    assert method.steps_taken == dpsgd_steps(60, 30, 1) == ledger.events[0].steps
+
+
+def test_divergence_is_decided_on_the_parameters_after_the_noised_step(monkeypatch) -> None:
+    import dpgen_bench_baselines.dp_gan as dp_gan
+
+    train = _data(n=60)
+    monkeypatch.setattr(dp_gan, "parameters_finite", lambda module: False)
+    ledger = PrivacyLedger()
+    with pytest.raises(TrainingDivergedError, match=r"after noised step 1\b"):
         DPCGAN({**TINY, "batch_size": 30}, train.info).fit(train, PrivacyBudget(10.0, DELTA), ledger)
-    assert len(ledger) == 0  # no step was taken, so nothing was released
+    assert ledger.events[0].steps == 1  # the noised step that was taken is released and recorded
+
+
+def test_a_non_private_run_still_stops_on_a_non_finite_loss() -> None:
+    train = _data(n=60)
+    train.images[:] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"at step 1\b"):
+        DPCGAN({**TINY, "batch_size": 30}, train.info).fit(train, PrivacyBudget(math.inf, DELTA), PrivacyLedger())
 
 
 def test_rgb_64_model_trains_one_step() -> None:

@@ -401,12 +401,87 @@ def test_public_data_for_a_method_that_does_not_declare_it_is_refused(tmp_path) 
         resolve_methods(config)
 
 
-def test_physical_batches_give_the_same_clipped_rows_as_one_pass() -> None:
+def _what_the_step_adds(method: DPDM, x, y, draws, clip: float) -> list[torch.Tensor]:
+    """The gradient one private step applies (σ = 0, divisor 1): the clipped gradient sum."""
+    net = copy.deepcopy(method.net)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    loader = DataLoader(TensorDataset(x, y), batch_size=len(x))
+    net, opt, _ = make_private_denoiser(net, opt, loader, noise_multiplier=0.0, max_grad_norm=clip,
+                                        expected_batch_size=1, grad_sample_mode=method.config.grad_sample_mode)
+    opt.zero_grad(set_to_none=True)
+    method._private_step(net, opt, x, y, draws, step=0)
+    return [p.grad.detach().clone() for p in net.parameters()]
+
+
+def test_physical_batches_give_the_same_step_as_one_pass() -> None:
     data = _data(n=5)
     whole = DPDM(TINY, data.info, seed=0, context=QUIET)
-    chunked = DPDM({**TINY, "physical_batch_size": 2}, data.info, seed=0, context=QUIET)
+    chunked = DPDM({**TINY, "physical_batch_size": 2}, data.info, seed=0, context=QUIET)  # 3 chunks, 1 masked row
     draws = whole.draws(5, torch.Generator().manual_seed(2))
-    a = _what_opacus_clips(whole, data.images, data.labels, draws, 1e-3)
-    b = _what_opacus_clips(chunked, data.images, data.labels, draws, 1e-3)
+    a = _what_the_step_adds(whole, data.images, data.labels, draws, 1e-3)
+    b = _what_the_step_adds(chunked, data.images, data.labels, draws, 1e-3)
     for g, h in zip(a, b):
         torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-9)
+
+
+def test_with_physical_batches_every_pass_has_the_public_chunk_size_whatever_the_poisson_batch(monkeypatch) -> None:
+    # Memory must be a function of public sizes: a pass over a private batch's actual size would show in the
+    # peak memory. Every forward/backward runs on exactly physical_batch_size rows, empty batches included.
+    seen: list[int] = []
+    original = DPDM._chunk_backward
+
+    def spy(self, net, x, y, draws, step):  # type: ignore[no-untyped-def]
+        seen.append(int(x.shape[0]))
+        return original(self, net, x, y, draws, step)
+
+    monkeypatch.setattr(DPDM, "_chunk_backward", spy)
+    train = _data(n=20)
+    method = DPDM({**TINY, "batch_size": 3, "physical_batch_size": 4}, train.info, context=QUIET)
+    method.fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    assert seen and set(seen) == {4}
+
+
+def test_a_non_finite_private_row_is_zeroed_and_never_stops_training(monkeypatch) -> None:
+    # Stopping on the private batch's loss would release an un-noised bit: the NaN row of example 0 is zeroed
+    # (sensitivity holds: it depends on example 0 alone) and the step equals the step without example 0.
+    data = _data(n=4)
+    method = DPDM(TINY, data.info, seed=0, context=QUIET)
+    draws = method.draws(4, torch.Generator().manual_seed(3))
+    clean = _what_the_step_adds(method, data.images[1:], data.labels[1:], draws[1:], 1e-3)
+    original, k = dpdm_module.edm_row_losses, TINY["noise_multiplicity"]
+
+    def poisoned(net, scheduler, cfg, x, labels, d):  # type: ignore[no-untyped-def]
+        losses = original(net, scheduler, cfg, x, labels, d)
+        return torch.cat([losses[:k] * float("nan"), losses[k:]]) if x.shape[0] == 4 * k else losses
+
+    monkeypatch.setattr(dpdm_module, "edm_row_losses", poisoned)
+    dirty = _what_the_step_adds(method, data.images, data.labels, draws, 1e-3)
+    for g, h in zip(clean, dirty):
+        torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-9)
+
+
+def test_divergence_is_decided_on_the_parameters_after_the_noised_step(monkeypatch) -> None:
+    train = _data(n=20)
+    method = DPDM({**TINY, "batch_size": 5}, train.info, context=QUIET)
+    monkeypatch.setattr(dpdm_module, "parameters_finite", lambda module: False)
+    with pytest.raises(dpdm_module.TrainingDivergedError, match="after noised step 1"):
+        method.fit(train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+
+
+def test_pretraining_cache_key_holds_every_field_pretraining_may_read() -> None:
+    info = _data().info
+    public = _data(n=8, seed=9, name="pub")
+    key = DPDM(TINY, info, context=QUIET).pretrain_key(public)
+    assert DPDM({**TINY, "noise_multiplicity": 5}, info, context=QUIET).pretrain_key(public) != key
+    assert DPDM({**TINY, "lr": 1e-4}, info, context=QUIET).pretrain_key(public) == key  # DP fine-tuning only
+    fields = set(dpdm_module.DPDMConfig.model_fields)
+    assert set(dpdm_module.DPDMConfig().pretrain_key_fields()) == fields - dpdm_module.NOT_IN_PRETRAINING
+
+
+def test_pretraining_leaves_the_methods_own_network_alone() -> None:
+    train, public = _data(), _data(n=32, seed=9, name="pub")
+    method = DPDM(TINY, train.info, context=RunContext(progress=False, public_data=public))
+    before = [p.detach().clone() for p in method.net.parameters()]
+    state = method.pretrained_state(public)
+    assert all(torch.equal(a, b) for a, b in zip(before, method.net.parameters()))
+    assert any(not torch.equal(state[k], v) for k, v in method.net.state_dict().items())

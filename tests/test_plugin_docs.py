@@ -87,6 +87,6 @@ def test_following_the_page_from_an_empty_folder_passes_conformance_and_the_audi
     assert "sample_std = 0.15" in outputs["dpgen-bench info noisy-means"]
     assert "51 passed, 1 skipped" in outputs["python -m pytest --pyargs dpgen_bench.conformance -k noisy-means"]
     audit = outputs["dpgen-bench audit noisy-means.yaml"]
-    assert "1 audit(s) run" in audit and "noisy-means" in audit
+    assert "2 audit(s) run" in audit and "noisy-means" in audit and "generic: ran, 200 trials" in audit
     assert (work / "runs" / "noisy-means" / "audit.csv").is_file()
     assert not (TEMPLATE / "build").exists() and not list(TEMPLATE.glob("*.egg-info"))  # the repo stays clean

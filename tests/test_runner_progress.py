@@ -19,12 +19,24 @@ def test_a_non_interactive_log_gets_one_plain_line_per_cell_with_elapsed_and_eta
     assert not view.cell_bars  # without a heartbeat to read them, the cells' own bars stay off in a log
     for i, status in enumerate(["ok", "failed", "ok"]):
         view.start(f"cell{i}")
-        view.finish(f"cell{i}", {"status": status, "error": "boom" if status == "failed" else None})
+        view.finish(f"cell{i}", {"status": status, "error": "boom" if status == "failed" else None,
+                                 "cell": {"epsilon": float("inf")}})
     view.close()
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[1].startswith("[2/3] cell1: failed (boom)")
     assert all("elapsed" in line and "ETA" in line for line in lines)
     assert "\r" not in out.getvalue() and "\x1b[" not in out.getvalue()
+
+
+def test_log_lines_stop_timing_once_a_private_cell_has_finished():
+    # A private cell's duration depends on the private n and Poisson batch sizes: no line may time it.
+    out = io.StringIO()
+    view = CellProgress(3, interactive=False, stream=out)
+    for i, eps in enumerate([float("inf"), 1.0, float("inf")]):
+        view.finish(f"cell{i}", {"status": "ok", "cell": {"epsilon": eps}})
+    lines = out.getvalue().splitlines()
+    assert "elapsed" in lines[0]
+    assert all("elapsed" not in line and "ETA" not in line for line in lines[1:])
 
 
 def test_a_terminal_gets_a_cell_bar_and_lets_the_cell_draw_beneath_it():
@@ -83,8 +95,8 @@ def test_a_heartbeat_names_the_running_cell_its_time_the_step_of_its_bar_and_the
     try:
         view.start("a")
         clock.now += 100
-        view.finish("a", {"status": "ok"})
-        view.start("mnist-5k/DP-MEPF/eps=1/seed=0")
+        view.finish("a", {"status": "ok", "cell": {"epsilon": float("inf")}})  # non-private: times may be shown
+        view.start("mnist-5k/DP-MEPF/eps=inf/seed=0")
         clock.now += 75
         assert view.cell_bars  # live, so the heartbeat can read them ...
         bar = tqdm(total=1000, desc="DP-MEPF generator")  # ... drawn into a sink, not into the log
@@ -94,9 +106,27 @@ def test_a_heartbeat_names_the_running_cell_its_time_the_step_of_its_bar_and_the
     finally:
         view.close()
     beat = out.getvalue().splitlines()[-1]
-    assert beat.startswith("… mnist-5k/DP-MEPF/eps=1/seed=0: running 1:15 · step 400/1000 (DP-MEPF generator), ~")
+    assert beat.startswith("… mnist-5k/DP-MEPF/eps=inf/seed=0: running 1:15 · step 400/1000 (DP-MEPF generator), ~")
     assert "left in it · done 1/3 · elapsed 2:55 · ETA 5:50" in beat, beat
     assert "\r" not in out.getvalue() and "\x1b[" not in out.getvalue()
+
+
+def test_once_a_private_cell_has_started_heartbeats_show_its_step_but_no_time():
+    out, clock = io.StringIO(), FakeClock()
+    view = CellProgress(2, interactive=False, stream=out, heartbeat_s=3600, clock=clock)
+    try:
+        view.start("mnist-5k/DP-MEPF/eps=1/seed=0", private=True)
+        clock.now += 75
+        bar = tqdm(total=1000, desc="DP-MEPF generator")
+        bar.update(400)
+        view.beat()
+        bar.close()
+        view.finish("mnist-5k/DP-MEPF/eps=1/seed=0", {"status": "ok", "cell": {"epsilon": 1.0}})
+    finally:
+        view.close()
+    beat, done = out.getvalue().splitlines()[-2:]
+    assert "step 400/1000" in beat and "(private: no times shown)" in beat, beat
+    assert not any(word in beat + done for word in ("1:15", "left in it", "elapsed", "ETA")), (beat, done)
 
 
 def test_in_a_log_cell_bars_never_reach_stderr_but_other_writes_do_and_stderr_is_given_back():

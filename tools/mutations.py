@@ -241,6 +241,33 @@ MUTATIONS += [
    "    return fp, fn, fp / len(neg), fn / len(pos)",
    ["tests/test_audit_bounds.py"]),
 ]
+MUTATIONS += [  # the audit seams (docs/audit.md "Broken variants") and DPDM's audit
+  ("S1 release noise bypasses the replaceable sampler", "dpgen_bench/privacy/noise.py",
+   "    return _SAMPLER.get()(tuple(", "    return draw_gaussian(tuple(",
+   ["tests/test_audit_mechanism.py", "-k", "merf_with_a_tenth_of_the_noise_is_flagged and not black"]),
+  ("S2 DP-SGD factory ignores the optimiser transforms", "dpgen_bench/privacy/dpsgd.py",
+   "        transform(dp_optimizer)\n", "        pass\n",
+   ["tests/test_audit_dpsgd.py", "-k", "broken_private_step"]),
+  ("D1 DPDM clips the sum of an example's K rows, not their mean (honest step)", "baselines/grouped_grad_sample.py",
+   "grad_sample=gs / k,", "grad_sample=gs,",
+   ["tests/test_audit_dpdm.py", "-k", "correct or canary_moves"]),
+  ("D2 tenth-noise draws the full noise (DPDM power check)", "dpgen_bench/audit/broken.py",
+   "    optimizer.noise_multiplier = optimizer.noise_multiplier / 10", "    pass",
+   ["tests/test_audit_dpdm.py", "-k", "flagged and tenth"]),
+  ("D3 unclipped clips (DPDM power check)", "dpgen_bench/audit/broken.py",
+   "        optimizer.max_grad_norm = math.inf\n", "        pass\n",
+   ["tests/test_audit_dpdm.py", "-k", "flagged and unclipped"]),
+  ("D4 per-row-clip averages the rows (DPDM power check)", "baselines/dpdm.py",
+   '            """The bug: the B·K rows go to the optimiser, which clips each one."""\n',
+   '            """The bug: the B·K rows go to the optimiser, which clips each one."""\n            average_over_draws(net, k)\n',
+   ["tests/test_audit_dpdm.py", "-k", "flagged and per-row"]),
+  ("D5 audit draws differ across the K rows (per-row-clip leaks < K·C)", "baselines/dpdm.py",
+   '        one = self.draws(1, public_generator(self.seed, "audit-draws"))[:, :1]\n'
+   '        return one.expand(m, self.config.noise_multiplicity, -1).contiguous()',
+   '        one = self.draws(1, public_generator(self.seed, "audit-draws"))\n'
+   '        return one.expand(m, -1, -1).contiguous()',
+   ["tests/test_audit_dpdm.py", "-k", "canary_moves"]),
+]
 only = sys.argv[1:]
 for name, path, old, new, tests in MUTATIONS:
     if only and not any(name.startswith(o) for o in only):

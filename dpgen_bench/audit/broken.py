@@ -1,51 +1,100 @@
-"""Deliberately broken variants of the built-in methods: the audit's power checks (``docs/audit.md``).
+"""Deliberately broken variants of methods: the audit's power checks (``docs/audit.md``).
 
 Each variant is what a real bug looks like — the ledger still records the calibrated mechanism while the code
-releases more — and an audit is only credible if it flags them (lower bound above the claimed ε):
+releases more — and an audit is only credible if it flags them (lower bound above the claimed ε). The core
+never names a concrete method: the generic variants go through the library's two seams, and a bug that only
+one method can have is declared by that method (:meth:`~dpgen_bench.method.GenerativeMethod.broken_variants`).
 
-* ``tenth-noise``: every Gaussian release draws a tenth of its noise: the shared
-  :func:`~dpgen_bench.privacy.noise.gaussian_noise` of the mean-embedding and Private Evolution releases, and
-  Opacus's gradient noise in DP-SGD.
-* ``unclipped``: DP-SGD sums the per-example gradients without clipping them to C (the noise is still σ·C).
-* ``batch-coupled``: the first DP-CGAN: its generator normalises over the batch of D's fakes (BatchNorm),
-  so one private example's presence moves the gradient of every pair, not only its own.
+Generic (:data:`VARIANTS`), for any method whose releases use the seams:
 
-A variant is never a registered method: :func:`broken_class` builds it inside an audit only.
+* ``tenth-noise``: every Gaussian release draws a tenth of its noise — :func:`~dpgen_bench.privacy.noise.gaussian_noise`
+  through :func:`~dpgen_bench.privacy.noise.noise_sampler`, and Opacus's gradient noise through the DP-SGD
+  factory's :func:`~dpgen_bench.privacy.dpsgd.optimizer_transform` (the optimiser's σ divided by 10).
+* ``unclipped``: DP-SGD sums the per-example gradients without clipping them to C (the noise is still σ·C),
+  through the same factory seam.
+
+Declared by a method, e.g. ``batch-coupled`` (DP-GANs: a BatchNorm generator) and ``per-row-clip`` (DPDM: each of
+an example's K noise-draw rows clipped separately). A variant is never a registered method: :func:`broken_class`
+builds it inside an audit only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator
-from unittest import mock
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator
 
-from torch import nn
+from dpgen_bench.named_registry import Registry, UnknownNameError
+from dpgen_bench.privacy.dpsgd import optimizer_transform
+from dpgen_bench.privacy.noise import draw_gaussian, noise_sampler
 
-from dpgen_bench.named_registry import Registry
+if TYPE_CHECKING:
+    from opacus.optimizers import DPOptimizer
 
 
 @dataclass(frozen=True)
 class BrokenVariant:
     """``patches()``: a context in which the method's code is broken (entered around construction, ``fit``
     and ``audit_release``); ``transform(cls)``: a subclass with a broken part, or None; ``applies(cls)``:
-    whether the bug can exist in that method at all (no DP-SGD, no clipping to skip)."""
+    whether the bug can exist in that method at all (no DP-SGD, no clipping to skip). A variant a method
+    declares for itself applies to it (and its subclasses) by definition."""
 
     name: str
     description: str
-    applies: Callable[[type], bool]
+    applies: Callable[[type], bool] = lambda cls: True
     patches: Callable[[], ContextManager] = contextlib.nullcontext
     transform: Callable[[type], type] | None = None
 
 
 VARIANTS: Registry[BrokenVariant] = Registry("broken variant")
+"""The generic variants (through the seams); a method's own are on its ``broken_variants()``."""
+
+
+def declared_variants(method_cls: type) -> dict[str, BrokenVariant]:
+    """The variants ``method_cls`` declares for itself (:meth:`GenerativeMethod.broken_variants`), by name."""
+    return {v.name: v for v in method_cls.broken_variants()}
+
+
+def variants_for(method_cls: type) -> dict[str, BrokenVariant]:
+    """Every variant that applies to ``method_cls``, by name: the generic ones whose ``applies`` holds, then
+    its own (which take precedence on a shared name)."""
+    found = {name: v for name, v in VARIANTS.items() if v.applies(method_cls)}
+    return {**found, **declared_variants(method_cls)}
+
+
+def known_variant_names(method_classes: list[type]) -> list[str]:
+    """The generic variants' names and those ``method_classes`` declare, sorted."""
+    names = set(VARIANTS.names())
+    for cls in method_classes:
+        names |= set(declared_variants(cls))
+    return sorted(names)
+
+
+def check_variant_name(name: str, method_classes: list[type]) -> None:
+    """Raise :class:`UnknownNameError` naming the valid variants if ``name`` is neither generic nor declared by
+    one of ``method_classes``."""
+    valid = known_variant_names(method_classes)
+    if name not in valid:
+        raise UnknownNameError(f"unknown broken variant {name!r}; valid: {', '.join(valid)}")
 
 
 def broken_class(method_cls: type, variant: BrokenVariant | str) -> type:
-    """``method_cls`` with ``variant``'s bug; its name is ``"<Class>[<variant>]"``."""
-    variant = VARIANTS.get(variant) if isinstance(variant, str) else variant
-    if not variant.applies(method_cls):
+    """``method_cls`` with ``variant``'s bug; its name is ``"<Class>[<variant>]"``. A name is looked up among
+    the variants ``method_cls`` declares, then the generic ones."""
+    if isinstance(variant, str):
+        declared = declared_variants(method_cls)
+        if variant in declared:
+            variant = declared[variant]
+        elif variant in VARIANTS:
+            variant = VARIANTS.get(variant)
+            if not variant.applies(method_cls):
+                raise ValueError(f"broken variant {variant.name!r} does not apply to {method_cls.__name__}")
+        else:
+            raise ValueError(f"broken variant {variant!r} does not apply to {method_cls.__name__}; its variants: "
+                             f"{', '.join(sorted(variants_for(method_cls))) or 'none'}")
+    elif not variant.applies(method_cls):
         raise ValueError(f"broken variant {variant.name!r} does not apply to {method_cls.__name__}")
     base = variant.transform(method_cls) if variant.transform else method_cls
 
@@ -59,7 +108,8 @@ def broken_class(method_cls: type, variant: BrokenVariant | str) -> type:
 
         return method
 
-    namespace = {name: broken(name) for name in ("__init__", "fit", "audit_release") if hasattr(base, name)}
+    namespace = {name: broken(name) for name in ("__init__", "fit", "audit_release")
+                 if getattr(base, name, None) is not None}
     Broken = type(f"{method_cls.__name__}[{variant.name}]", (base,), namespace)
     Broken.broken_variant = variant.name
     return Broken
@@ -69,86 +119,44 @@ def broken_class(method_cls: type, variant: BrokenVariant | str) -> type:
 
 
 def _is_dp_sgd(cls: type) -> bool:
-    return bool(getattr(getattr(cls, "capabilities", None), "dp_sgd", False))
+    return bool(cls.capabilities.dp_sgd)
 
 
 def _has_gaussian_release(cls: type) -> bool:
-    return _is_dp_sgd(cls) or callable(getattr(cls, "audit_release", None))
+    return _is_dp_sgd(cls) or cls.audit_release is not None
+
+
+def _tenth_sampler(shape, std, **kwargs):
+    return draw_gaussian(shape, std / 10, **kwargs)
+
+
+def _tenth_opacus_noise(optimizer: "DPOptimizer") -> None:
+    optimizer.noise_multiplier = optimizer.noise_multiplier / 10
 
 
 @contextlib.contextmanager
 def _tenth_noise() -> Iterator[None]:
-    import opacus.optimizers.optimizer as dp_optimizer
-
-    import dpgen_bench_methods.mean_embedding as mean_embedding
-    import dpgen_bench_methods.private_evolution as private_evolution
-    from dpgen_bench.privacy.noise import gaussian_noise
-
-    real_opacus = dp_optimizer._generate_noise
-
-    def tenth(shape, std, **kwargs):
-        return gaussian_noise(shape, std / 10, **kwargs)
-
-    def tenth_opacus(std, reference, *args, **kwargs):
-        return real_opacus(std / 10, reference, *args, **kwargs)
-
-    with mock.patch.object(mean_embedding, "gaussian_noise", tenth), \
-            mock.patch.object(private_evolution, "gaussian_noise", tenth), \
-            mock.patch.object(dp_optimizer, "_generate_noise", tenth_opacus):
+    with noise_sampler(_tenth_sampler), optimizer_transform(_tenth_opacus_noise):
         yield
 
 
-@contextlib.contextmanager
-def _unclipped() -> Iterator[None]:
-    from opacus.optimizers import optimizer as dp_optimizer
+def _skip_clipping(optimizer: "DPOptimizer") -> None:
+    """Opacus's own ``clip_and_accumulate`` with C = ∞ (every clip factor 1); the noise still uses C."""
+    clip = optimizer.clip_and_accumulate
 
-    def sum_unclipped(self) -> None:
-        for p in self.params:
-            dp_optimizer._check_processed_flag(p.grad_sample)
-            grad = self._get_flat_grad_sample(p).to(p.dtype).sum(0)
-            p.summed_grad = grad if p.summed_grad is None else p.summed_grad + grad
-            dp_optimizer._mark_as_processed(p.grad_sample)
+    def clip_and_accumulate() -> None:
+        bound = optimizer.max_grad_norm
+        optimizer.max_grad_norm = math.inf
+        try:
+            clip()
+        finally:
+            optimizer.max_grad_norm = bound
 
-    with mock.patch.object(dp_optimizer.DPOptimizer, "clip_and_accumulate", sum_unclipped):
-        yield
-
-
-def batchnorm_generator_class(generator_cls: type[nn.Module]) -> type[nn.Module]:
-    """``generator_cls`` with its first normalisation replaced by BatchNorm (the first DP-CGAN's generator)."""
-
-    class BatchNormGenerator(generator_cls):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            self.net[0] = nn.BatchNorm2d(self.top)
-
-    return BatchNormGenerator
+    optimizer.clip_and_accumulate = clip_and_accumulate
 
 
-def _batch_coupled(method_cls: type) -> type:
-    from dpgen_bench_baselines.dcgan import Generator
-
-    bn_generator = batchnorm_generator_class(Generator)
-
-    class BatchNormGAN(method_cls):  # type: ignore[misc, valid-type]
-        def build_generator(self):
-            c = self.config
-            return bn_generator(self.info.channels, self.info.height, self._num_classes, c.z_dim, c.g_width)
-
-    return BatchNormGAN
-
-
-@contextlib.contextmanager
-def _allow_batch_statistics() -> Iterator[None]:
-    import dpgen_bench_baselines.dp_gan as dp_gan
-
-    with mock.patch.object(dp_gan, "validate_per_example", lambda module, role="generator": None):
-        yield
-
-
-def _is_dp_gan(cls: type) -> bool:
-    from dpgen_bench_baselines.dp_gan import _BaseDPGAN
-
-    return issubclass(cls, _BaseDPGAN)
+def _unclipped() -> ContextManager:
+    return optimizer_transform(_skip_clipping)
 
 
 VARIANTS.register("tenth-noise", BrokenVariant(
@@ -157,6 +165,7 @@ VARIANTS.register("tenth-noise", BrokenVariant(
 VARIANTS.register("unclipped", BrokenVariant(
     "unclipped", "DP-SGD sums per-example gradients without clipping them to C; the noise is still σ·C",
     applies=_is_dp_sgd, patches=_unclipped))
-VARIANTS.register("batch-coupled", BrokenVariant(
-    "batch-coupled", "the first DP-CGAN: BatchNorm in the generator couples every fake of D's batch",
-    applies=_is_dp_gan, patches=_allow_batch_statistics, transform=_batch_coupled))
+
+
+__all__ = ["BrokenVariant", "VARIANTS", "broken_class", "check_variant_name", "declared_variants",
+           "known_variant_names", "variants_for"]

@@ -78,8 +78,7 @@ def dpsgd_canary(method, data: ImageDataset, label: int = 0,
 
 def canary_for(method, data: ImageDataset) -> tuple[torch.Tensor, int]:
     """The method's worst-case canary for ``data``: its optional ``audit_canary(data)`` hook."""
-    hook = getattr(method, "audit_canary", None)
-    if not callable(hook):
+    if method.audit_canary is None:
         raise TypeError(f"{type(method).__name__} has no audit_canary(data) hook: give the canary explicitly")
-    image, label = hook(data)
+    image, label = method.audit_canary(data)
     return image, int(label)

@@ -65,15 +65,14 @@ SAMPLE_RELEASE = 64
 def audit_config(method_cls: type) -> dict[str, Any]:
     """The audit-sized config overrides of ``method_cls``: its ``audit_config`` attribute if it declares one,
     else its ``conformance_config`` (empty if neither)."""
-    declared = getattr(method_cls, "audit_config", None)
-    return dict(declared if declared is not None else getattr(method_cls, "conformance_config", {}) or {})
+    declared = method_cls.audit_config
+    return dict(declared if declared is not None else method_cls.conformance_config or {})
 
 
 def generic_canary(method, data: ImageDataset) -> tuple[torch.Tensor, int, str]:
     """(image, label, rule): the method's ``audit_canary(data)`` hook if present, else :data:`OUTLIER_RULE`."""
-    hook = getattr(method, "audit_canary", None)
-    if callable(hook):
-        image, label = hook(data)
+    if method.audit_canary is not None:
+        image, label = method.audit_canary(data)
         return image, int(label), "the method's audit_canary"
     return torch.ones(*data.info.shape), 0, OUTLIER_RULE
 

@@ -16,8 +16,9 @@ from .mechanism import MechanismAudit, audit_mechanism
 
 
 def supports_audit(method) -> bool:
-    """Whether ``method`` implements the optional ``audit_release(train, budget[, ledger])`` hook."""
-    return callable(getattr(method, "audit_release", None))
+    """Whether ``method`` implements the optional ``audit_release(train, budget[, ledger])`` hook
+    (:attr:`GenerativeMethod.audit_release <dpgen_bench.method.GenerativeMethod.audit_release>` not None)."""
+    return method.audit_release is not None
 
 
 def claimed_ledger(method, data: ImageDataset, budget: PrivacyBudget) -> PrivacyLedger | None:

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order they appear in --help.
-_COMMAND_MODULES = ("listing", "privacy", "run", "audit", "evaluate", "table")
+_COMMAND_MODULES = ("listing", "privacy", "run", "tune", "audit", "evaluate", "table")
 
 
 class UsageError(Exception):

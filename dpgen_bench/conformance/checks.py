@@ -292,8 +292,9 @@ class NoiseUnchecked(str):
 @contextmanager
 def recording_all_noise() -> Iterator[list[NoiseDraw]]:
     """Record every release-noise draw inside the block: :func:`~dpgen_bench.privacy.noise.gaussian_noise`
-    (with its declared sensitivity) and Opacus's gradient noise (``opacus.optimizers.optimizer._generate_noise``,
-    the seam :mod:`dpgen_bench.audit.broken` reaches too), whose sensitivity is the optimiser's clipping norm C."""
+    (with its declared sensitivity) and Opacus's gradient noise (``opacus.optimizers.optimizer._generate_noise``:
+    every Opacus optimiser, also one a plugin builds without :func:`dpgen_bench.privacy.dpsgd.make_private`),
+    whose sensitivity is the optimiser's clipping norm C."""
     try:
         import opacus.optimizers.optimizer as dp_optimizer
     except ImportError:  # no Opacus: only gaussian_noise can be seen

@@ -33,6 +33,8 @@ class DatasetSplits:
     test: ImageDataset
     info: DatasetInfo
     val: ImageDataset | None = None
+    tuning: ImageDataset | None = None
+    """The declared tuning split (``load_splits(..., tuning=True)``), disjoint from train and test; else None."""
 
 
 def stratified_split_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,12 +66,47 @@ def nominal_split_sizes(total: int, test_fraction: float) -> tuple[int, int]:
     return int(total) - n_test, n_test
 
 
-def split_dataset(dataset: ImageDataset, *, seed: int = 0, test_fraction: float = 0.2) -> DatasetSplits:
+TUNING_FRACTION = 0.1
+"""Share of a dataset's declared size held out as its tuning split (``"<dataset>:tuning"``)."""
+TUNING_SEED = 0
+"""Seed of the tuning split's stratified draw: fixed, so ``"<dataset>:tuning"`` names one set of examples
+whatever the train/test ``split_seed``."""
+
+
+def declared_split_sizes(total: int, test_fraction: float, tuning: bool = False) -> tuple[int, int]:
+    """Declared (train, test) sizes of a declared total, after holding out the tuning split if ``tuning``:
+    the rest is n̂ − round(TUNING_FRACTION · n̂), split by :func:`nominal_split_sizes`. Public quantities only."""
+    rest = int(total) - (nominal_tuning_size(total) if tuning else 0)
+    return nominal_split_sizes(rest, test_fraction)
+
+
+def nominal_tuning_size(total: int) -> int:
+    """Declared size of the tuning split of a dataset of declared size ``total``."""
+    return int(round(TUNING_FRACTION * int(total)))
+
+
+def split_dataset(dataset: ImageDataset, *, seed: int = 0, test_fraction: float = 0.2, tuning: bool = False) -> DatasetSplits:
     """Split an in-memory dataset; the split seed, fraction and sizes are recorded in each part's ``meta``.
 
     Each part's public ``nominal_size`` follows from the whole's declared size (:func:`nominal_split_sizes`);
     a dataset without one gives parts without one (training on them is refused until one is declared).
     """
+    tuning_part = None
+    if tuning:  # first, with its own fixed seed: the tuning examples never depend on split_seed
+        rest_idx, tuning_idx = stratified_split_indices(dataset.labels, TUNING_FRACTION, TUNING_SEED)
+        declared = None if dataset.nominal_size is None else nominal_tuning_size(dataset.nominal_size)
+        tuning_part = dataclasses.replace(dataset.subset(tuning_idx, split="tuning"), nominal_size=declared)
+        tuning_part.meta.update(tuning_fraction=TUNING_FRACTION, tuning_seed=TUNING_SEED)
+        rest = dataclasses.replace(dataset.subset(rest_idx), nominal_size=None if declared is None
+                                   else dataset.nominal_size - declared)
+        for part, idx in ((rest, rest_idx), (tuning_part, tuning_idx)):
+            for key, value in list(part.meta.items()):
+                if isinstance(value, torch.Tensor) and value.shape[:1] == (len(dataset),):
+                    part.meta[key] = value[idx]
+        splits = split_dataset(rest, seed=seed, test_fraction=test_fraction)
+        for part in (splits.train, splits.test):
+            part.meta.update(tuning_fraction=TUNING_FRACTION, tuning_seed=TUNING_SEED)
+        return dataclasses.replace(splits, tuning=tuning_part)
     train_idx, test_idx = stratified_split_indices(dataset.labels, test_fraction, seed)
     nominal = (None, None) if dataset.nominal_size is None else nominal_split_sizes(dataset.nominal_size, test_fraction)
     record = {
@@ -149,12 +186,13 @@ def official_split_of(name: str) -> OfficialSplit:
     return official
 
 
-def declared_train_size(name: str, split: str = "pooled", test_fraction: float = 0.2) -> int:
-    """The declared (public) size n̂ of the train split ``split`` of dataset ``name``, without loading it."""
+def declared_train_size(name: str, split: str = "pooled", test_fraction: float = 0.2, tuning: bool = False) -> int:
+    """The declared (public) size n̂ of the train split ``split`` of dataset ``name`` (after holding out the
+    tuning split if ``tuning``), without loading it."""
     check_split(split)
     if split == "official":
         return official_split_of(name).train_size
-    return nominal_split_sizes(dataset_spec(name).size, test_fraction)[0]
+    return declared_split_sizes(dataset_spec(name).size, test_fraction, tuning)[0]
 
 
 def check_split(split: str) -> None:
@@ -170,12 +208,18 @@ def load_splits(
     data_dir: str | Path | None = None,
     download: bool = False,
     split: str = "pooled",
+    tuning: bool = False,
 ) -> DatasetSplits:
     """Load ``name`` and split it deterministically: ``pooled`` (``mnist-5k`` → 4,000 train / 1,000 test;
-    ``seed`` and ``test_fraction`` apply) or ``official`` (the dataset's :class:`OfficialSplit`, with ``val``)."""
+    ``seed`` and ``test_fraction`` apply) or ``official`` (the dataset's :class:`OfficialSplit`, with ``val``).
+    ``tuning`` (pooled only): first hold out the declared tuning split (``mnist-5k``: 500 examples; then 3,600
+    train / 900 test), which never reaches training or evaluation and is where defaults may be chosen
+    (``tuned_on: mnist-5k:tuning``)."""
     check_split(split)
+    if tuning and split != "pooled":
+        raise ValueError(f"a tuning split is only declared for split: pooled, not {split!r}")
     official = official_split_of(name) if split == "official" else None  # before loading: fail fast
     dataset = load_dataset(name, data_dir=data_dir, download=download)
     if official is not None:
         return split_official(dataset, official)
-    return split_dataset(dataset, seed=seed, test_fraction=test_fraction)
+    return split_dataset(dataset, seed=seed, test_fraction=test_fraction, tuning=tuning)

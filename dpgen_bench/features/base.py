@@ -110,20 +110,54 @@ def list_extractors() -> list[str]:
     return sorted(EXTRACTORS)
 
 
-def extractor_trained_on(name: str) -> tuple[str, ...]:
-    """The data families the named extractor's weights were trained on."""
-    return EXTRACTORS.get(name).trained_on
+WEIGHTS_OPTIONS = ("weights", "weights_path")
+"""Extractor options that name the weights to load: ``None`` (random), ``"imagenet"`` (the registered weights)
+or a local file, whose training data the registry cannot know."""
+WEIGHTS_TRAINED_ON = "weights_trained_on"
+"""The option declaring what a local weights file was trained on (data families, ``[]`` for none); consumed by
+:func:`get_extractor`, never passed to the factory."""
 
 
-def check_public_extractor(name: str, dataset: str) -> None:
-    """Raise :class:`PrivateExtractorError` if extractor ``name`` was trained on ``dataset``'s family.
+class UndeclaredWeightsError(PrivateExtractorError):
+    """A local weights file given to a training extractor without ``weights_trained_on``."""
+
+
+def extractor_trained_on(name: str, options: dict | None = None) -> tuple[str, ...]:
+    """The data families the named extractor's weights were trained on, with these ``options``: the
+    registered families, ``()`` for ``weights=None`` (random), and for a local weights file the families its
+    ``weights_trained_on`` option declares (:class:`UndeclaredWeightsError` if it declares none)."""
+    entry = EXTRACTORS.get(name)
+    options = dict(options or {})
+    for key in WEIGHTS_OPTIONS:
+        if key not in options:
+            continue
+        weights = options[key]
+        if weights is None:
+            return ()
+        if weights == "imagenet":
+            return entry.trained_on
+        declared = options.get(WEIGHTS_TRAINED_ON)
+        if declared is None:
+            raise UndeclaredWeightsError(
+                f"feature extractor {name!r} loads the local weights {weights!r}, whose training data nobody "
+                f"declared: add extractor_options.{WEIGHTS_TRAINED_ON}: [families] (e.g. [imagenet]; [] for none) "
+                f"saying what they were trained on")
+        if isinstance(declared, str):
+            declared = (declared,)
+        return tuple(declared)
+    return entry.trained_on
+
+
+def check_public_extractor(name: str, dataset: str, options: dict | None = None) -> None:
+    """Raise :class:`PrivateExtractorError` if extractor ``name`` (with ``options``: local weights must declare
+    ``weights_trained_on``) was trained on ``dataset``'s family.
 
     Such an extractor is not public data with respect to that dataset (it may even have seen the very
     examples), so a method may not train against it there; metrics may still use it."""
     from ..data.registry import dataset_spec
 
     family = dataset_spec(dataset).family
-    if family in extractor_trained_on(name):
+    if family in extractor_trained_on(name, options):
         raise PrivateExtractorError(
             f"feature extractor {name!r} was trained on {family!r} data, the family of the private dataset "
             f"{dataset!r}, so it is not public for it; train against an extractor fitted on other data "
@@ -136,6 +170,7 @@ def get_extractor(name: str, device: str | torch.device = "cpu", **options) -> F
 
     :class:`UnknownExtractorError` (a KeyError) lists the registered names; TypeError if the factory does
     not return a :class:`FeatureExtractor` (the frozen, input-differentiable contract of this module)."""
+    options.pop(WEIGHTS_TRAINED_ON, None)  # a declaration for the checks, not an option of the network
     extractor = EXTRACTORS.get(name).factory(**options)
     if not isinstance(extractor, FeatureExtractor):
         raise TypeError(f"feature extractor {name!r}: its factory returned {type(extractor).__name__}, "

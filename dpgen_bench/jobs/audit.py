@@ -31,7 +31,7 @@ class AuditJob(MethodJob):
     KINDS: ClassVar[tuple[str, ...]] = AUDIT_KINDS
 
     variant: str
-    """``correct`` or the name of a broken variant (``dpgen_bench.audit.broken.VARIANTS``)."""
+    """``correct`` or the name of a broken variant (``dpgen_bench.audit.broken.variants_for``)."""
     kind: str
     """One of :data:`~dpgen_bench.jobs.schema.AUDIT_KINDS`."""
     examples: int | None
@@ -47,9 +47,11 @@ class AuditJob(MethodJob):
 
     def key_data(self) -> dict[str, Any]:
         # Every field but where the data lives, as audit keys have always been (a non-pooled split is added).
-        data = {k: v for k, v in asdict(self).items() if k not in self.PLACEMENT}
+        data = {k: v for k, v in asdict(self).items() if k not in (*self.PLACEMENT, "tuning_split")}
         if self.split != "pooled":
             data["split"] = self.split
+        if self.tuning_split:  # the audit's D is drawn from a train split without the tuning part
+            data["tuning_split"] = True
         return data
 
     @property

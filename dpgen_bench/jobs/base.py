@@ -8,6 +8,7 @@ A record is one model for every kind: ``{"key", "name", "status", "error", "cell
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,12 @@ class Job(ABC):
     def name(self) -> str:
         """Human-readable name (progress lines, summaries)."""
 
+    @property
+    def private(self) -> bool:
+        """Whether its time and memory may depend on private sizes (the actual n, Poisson batch sizes): then
+        no progress line times it. Unknown counts as private; :class:`MethodJob`: trained at a finite ε."""
+        return True
+
     @abstractmethod
     def row_facts(self) -> dict[str, Any]:
         """The columns of its rows known before it runs (a failed record carries at least these)."""
@@ -63,7 +70,7 @@ def record(job: Job, status: str, error: str | None, rows: list[dict[str, Any]],
 class MethodJob(Job):
     """The fields every job that fits a registered method on a dataset's private split shares (a training cell,
     an audit). ``data_dir``, ``download`` and ``split`` say where the data comes from; only a non-default
-    ``split`` is part of a key (see the subclasses' :meth:`key_data`)."""
+    ``split`` (and ``tuning_split`` when True) is part of a key (see the subclasses' :meth:`key_data`)."""
 
     dataset: str
     split_seed: int
@@ -84,6 +91,12 @@ class MethodJob(Job):
     download: bool = False
     split: str = "pooled"
     """``pooled`` or ``official`` (:data:`dpgen_bench.data.SPLITS`)."""
+    tuning_split: bool = False
+    """Whether the declared tuning split is held out of train and test (part of a key only when True)."""
 
     PLACEMENT: ClassVar[tuple[str, ...]] = ("data_dir", "download", "split")
     """Fields that say where the data lives, not what is computed (``split``: only ``pooled``)."""
+
+    @property
+    def private(self) -> bool:
+        return math.isfinite(self.epsilon)

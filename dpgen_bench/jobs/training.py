@@ -43,9 +43,33 @@ from .provenance import versions
 from .samples import check_samples, save_grid, save_samples
 from .schema import RESULTS
 from .store import ResultsStore, artefact_digests
+from .tuned_on import tuned_on_reported_data
 
 CELL_ARTEFACTS = ("samples.npz", "samples.png", "ledger.json", "checkpoint/state.pt", "checkpoint/method.json")
 """Files a finished cell leaves in its folder; their sizes and SHA-256 go into its record."""
+
+
+PRIVATE_CELL_WITHHELD = ("fit_time_s", "wall_time_s", "peak_memory_mb", "peak_gpu_memory_mb")
+"""Row fields recorded only for ε = ∞ cells: a private cell's time and memory depend on the actual n and the
+Poisson batch sizes, which are private (README, "Privacy": what a results row releases)."""
+
+WITHHELD_REASON = ("withheld for a private cell: time and memory depend on the private dataset size and Poisson "
+                   "batch sizes (README, privacy)")
+
+
+def withhold_private_figures(facts: dict[str, Any], private: bool) -> dict[str, Any]:
+    """For a private cell, replace every figure that depends on the actual n or the Poisson batch sizes by None
+    and say why (``resources_missing_reason``); ``finished_at`` keeps the day only (with the log's start
+    time it would give the wall time). ε = ∞ cells keep them all. Returns ``facts``, changed in place."""
+    if not private:
+        facts["resources_missing_reason"] = None
+        return facts
+    for name in PRIVATE_CELL_WITHHELD:
+        facts[name] = None
+    if facts.get("finished_at"):
+        facts["finished_at"] = str(facts["finished_at"])[:10]
+    facts["resources_missing_reason"] = WITHHELD_REASON
+    return facts
 
 
 class PrivacyCheckError(RuntimeError):
@@ -63,15 +87,19 @@ class Cell(MethodJob):
 
     table = RESULTS
     evaluation: EvaluationSpec
+    tuned_on: str = "undeclared"
+    """What the cell's settings were chosen on (:mod:`dpgen_bench.jobs.tuned_on`); recorded, not in the key."""
 
     def key_data(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("data_dir", "download", "public_data", "split")}
+                if f.name not in ("data_dir", "download", "public_data", "split", "tuning_split", "tuned_on")}
         if self.split != "pooled":  # only then: pooled cells keep the keys they always had
             data["split"] = self.split
         # Where the data lives and whether it may be downloaded do not change the result.
         if self.public_data is not None:  # only then: cells without public data keep the keys they always had
             data["public_data"] = {k: v for k, v in self.public_data.items() if k not in ("data_dir", "download")}
+        if self.tuning_split:  # only then, for the same reason
+            data["tuning_split"] = True
         data["method_config"] = dict(self.method_config)
         data["evaluation"] = self.evaluation.model_dump(mode="json")
         if self.evaluation.protocol == "dpgen-bench":  # the default protocol's cells keep the keys they always had
@@ -97,6 +125,8 @@ class Cell(MethodJob):
             "method_name": self.method,
             "method_config_hash": self.method_config_hash,
             "method_config": json.dumps(self.method_config, sort_keys=True),
+            "tuned_on": self.tuned_on,
+            "tuned_on_reported_data": tuned_on_reported_data(self.tuned_on, self.dataset, self.tuning_split),
             "target_epsilon": self.epsilon,
             "accountant": self.accountant,
             "neighbouring": NEIGHBOURING,
@@ -112,16 +142,17 @@ class Cell(MethodJob):
 
 @functools.lru_cache(maxsize=2)
 def _splits(dataset: str, split_seed: int, test_fraction: float, data_dir: str | None, download: bool,
-            split: str = "pooled"):
+            split: str = "pooled", tuning: bool = False):
     from ..data import load_splits
 
     return load_splits(dataset, seed=split_seed, test_fraction=test_fraction, data_dir=data_dir, download=download,
-                       split=split)
+                       split=split, tuning=tuning)
 
 
-def load_cell_splits(cell: Cell):
-    """The cell's (train, test, info[, val]) splits (cached per process: every cell of a run shares them)."""
-    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download, cell.split)
+def load_cell_splits(cell: MethodJob):
+    """The job's (train, test, info[, val, tuning]) splits (cached per process: every cell of a run shares them)."""
+    return _splits(cell.dataset, cell.split_seed, cell.test_fraction, cell.data_dir, cell.download, cell.split,
+                   cell.tuning_split)
 
 
 def budget_for(cell: Cell, nominal_train_size: int) -> PrivacyBudget:
@@ -268,7 +299,7 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
     # The declared size n̂ only: the actual length of the private split is private (add/remove).
     n_hat = splits.train.public_size()
     budget = budget_for(cell, n_hat)
-    facts.update(n_train_nominal=n_hat, n_test=len(splits.test), delta=budget.delta, delta_rule=budget.delta_rule)
+    facts.update(n_train_nominal=n_hat, n_test=splits.test.public_size(), delta=budget.delta, delta_rule=budget.delta_rule)
     if cell.public_data is not None:  # public, so it may change what the method computes (resolve_methods checked it)
         from .public import load_public_data
 
@@ -311,6 +342,7 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
     facts.update(status=status, error=error, wall_time_s=time.perf_counter() - started, peak_memory_mb=peak.cpu_mb,
                  peak_gpu_memory_mb=peak.gpu_mb,
                  finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    withhold_private_figures(facts, private=cell.private)
     if status == "ok":
         rows, artefacts = [{**facts, **r} for r in metric_rows], artefact_digests(cell_dir, CELL_ARTEFACTS)
     else:

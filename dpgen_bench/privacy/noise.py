@@ -6,6 +6,11 @@ seeded with 63 bits of operating-system entropy, fresh for every call. Training 
 release noise (initialisation, latent codes of generated batches) may stay seeded, per use, with
 :func:`public_generator`.
 
+**The seam.** Every Gaussian release draws through :func:`gaussian_noise`, which looks up the sampler that
+actually draws at call time (:func:`noise_sampler` replaces it within a block, for this thread or task only).
+The audits' broken variants (``docs/audit.md``) replace it to draw a tenth of the noise; the conformance suite
+records every draw. No caller can tell, so a method never needs to know about either.
+
 Caveat: ``torch.Generator`` is a Mersenne Twister, not a cryptographic generator, and floating-point
 Gaussian samplers have known side channels (Mironov 2012); like Opacus without ``secure_mode`` this is
 adequate for research benchmarks, not for deployments.
@@ -16,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import torch
 
@@ -71,6 +77,37 @@ def record_draw(shape: tuple[int, ...] | torch.Size, std: float, sensitivity: fl
             draws.append(draw)
 
 
+class NoiseSampler(Protocol):
+    """What draws the noise of :func:`gaussian_noise` (its arguments already checked): N(0, std²) of ``shape``."""
+
+    def __call__(self, shape: tuple[int, ...], std: float, *, sensitivity: float | None, dtype: torch.dtype,
+                 device: torch.device, generator: torch.Generator | None) -> torch.Tensor: ...
+
+
+def draw_gaussian(shape: tuple[int, ...], std: float, *, sensitivity: float | None, dtype: torch.dtype,
+                  device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """The honest :class:`NoiseSampler`: records the draw (:func:`record_draw`), then draws it from
+    ``generator`` or a fresh :func:`release_generator`."""
+    record_draw(shape, std, sensitivity)
+    gen = generator if generator is not None else release_generator(device)
+    return torch.randn(shape, generator=gen, dtype=dtype, device=device) * std
+
+
+_SAMPLER: ContextVar[NoiseSampler] = ContextVar("dpgen_bench_noise_sampler", default=draw_gaussian)
+
+
+@contextlib.contextmanager
+def noise_sampler(sampler: NoiseSampler) -> Iterator[None]:
+    """Within the block, :func:`gaussian_noise` draws through ``sampler`` (e.g. one that calls
+    :func:`draw_gaussian` with a tenth of the std: the audits' ``tenth-noise`` variant). Blocks nest; the
+    replacement is local to the running thread or task (a context variable), so parallel fits are unaffected."""
+    token = _SAMPLER.set(sampler)
+    try:
+        yield
+    finally:
+        _SAMPLER.reset(token)
+
+
 def gaussian_noise(
     shape: tuple[int, ...] | torch.Size,
     std: float,
@@ -85,15 +122,15 @@ def gaussian_noise(
     ``sensitivity``: the L2 sensitivity ``std`` was calibrated for (> 0). Declare it: the conformance suite
     then checks std / sensitivity against the σ of the ledger's events (an undeclared one leaves the draw
     unchecked). ``generator`` defaults to a fresh :func:`release_generator`; pass one only to share a single
-    entropy draw across several releases, or in tests of the noise's distribution.
+    entropy draw across several releases, or in tests of the noise's distribution. The draw goes through the
+    current :class:`NoiseSampler` (:func:`draw_gaussian` unless a :func:`noise_sampler` block replaced it).
     """
     if not std >= 0:
         raise ValueError(f"noise std must be >= 0, got {std!r}")
     if sensitivity is not None and not sensitivity > 0:
         raise ValueError(f"sensitivity must be > 0, got {sensitivity!r}")
-    record_draw(shape, std, sensitivity)
-    gen = generator if generator is not None else release_generator(device)
-    return torch.randn(tuple(shape), generator=gen, dtype=dtype, device=torch.device(device)) * std
+    return _SAMPLER.get()(tuple(int(d) for d in shape), float(std), sensitivity=sensitivity, dtype=dtype,
+                          device=torch.device(device), generator=generator)
 
 
 def public_generator(seed: int, *stream: int | str, device: str | torch.device = "cpu") -> torch.Generator:

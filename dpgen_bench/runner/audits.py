@@ -53,7 +53,7 @@ class AuditSummary(JobSummary):
 
 
 def _audit_plan(config: BenchConfig, method_configs: dict[str, Any]) -> tuple[list[AuditJob], list[AuditGap]]:
-    from ..audit.broken import VARIANTS
+    from ..audit.broken import variants_for
     from ..audit.generic import audit_config
     from ..registry import get_method
 
@@ -67,14 +67,16 @@ def _audit_plan(config: BenchConfig, method_configs: dict[str, Any]) -> tuple[li
         base = dict(dataset=config.dataset, split_seed=config.split_seed, test_fraction=config.test_fraction,
                     method=method.name, label=method.display, method_config=mc, delta=config.delta,
                     accountant=config.accountant, examples=setting.examples if setting else None,
-                    trials=spec.trials, confidence=spec.confidence, public_data=public, data_dir=config.data_dir,
-                    download=config.download, split=config.split)
-        variants = ["correct"] + [v for v in spec.variants if VARIANTS.get(v).applies(cls)]
+                    trials=setting.trials if setting is not None and setting.trials is not None else spec.trials,
+                    confidence=spec.confidence, public_data=public, data_dir=config.data_dir,
+                    download=config.download, split=config.split, tuning_split=config.tuning_split)
+        applicable = variants_for(cls)
+        variants = ["correct"] + [v for v in spec.variants if v in applicable]
         for eps in config.epsilons:
             if math.isinf(eps):
                 continue
             eps = float(eps)
-            if callable(getattr(cls, "audit_release", None)):
+            if cls.audit_release is not None:
                 cells += [make_audit(**base, epsilon=eps, variant=v, kind="hook") for v in variants]
             else:
                 gaps.append(AuditGap(method.display, eps, "hook", f"{cls.__name__} has no audit_release hook"))

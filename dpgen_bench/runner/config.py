@@ -74,6 +74,10 @@ class MethodSpec(_Strict):
     """Overrides of the method's own config (validated by the method's ``Config``)."""
     public_data: PublicDataSpec | None = None
     """Public data for a method that declares it uses some (``Capabilities.public_data``); None: none."""
+    tuned_on: str | None = None
+    """What this entry's settings were chosen on (``paper``, ``none``, ``<dataset>``, ``<dataset>:tuning``;
+    :mod:`dpgen_bench.jobs.tuned_on`). None: the method's own declaration if the entry overrides nothing,
+    else ``undeclared``. Recorded in every row (``tuned_on``), never part of a cell's key."""
 
     @field_validator("config")
     @classmethod
@@ -113,6 +117,9 @@ class AuditMethodSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the method's config for the audit only, e.g. ``batch_size`` = ``examples`` (q = 1) and
     ``epochs: 2`` for a DP-SGD method: two full-batch steps whose noiseless release is exact."""
+    trials: int | None = Field(default=None, ge=20)
+    """Releases per neighbouring dataset of this method's hook audits, replacing ``audit.trials`` for it (None:
+    that one), e.g. fewer for a method whose release is a network's DP-SGD step."""
     generic: GenericAuditSpec | None = None
     """This method's generic-audit setting, replacing ``audit.generic`` for it (None: that one), e.g. fewer
     trials and a larger cap for a method whose fit takes seconds."""
@@ -147,9 +154,10 @@ class AuditSpec(_Strict):
     """Releases per neighbouring dataset of each mechanism audit (the bound tightens like log(trials))."""
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     """Confidence of every lower bound (Clopper–Pearson)."""
-    variants: list[str] = Field(default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled"])
+    variants: list[str] = Field(
+        default_factory=lambda: ["tenth-noise", "unclipped", "batch-coupled", "per-row-clip", "original-accounting"])
     """Deliberately broken variants audited beside each method they apply to (the power checks;
-    ``dpgen_bench.audit.broken``)."""
+    ``dpgen_bench.audit.broken``): the generic ones and those the registered methods declare."""
     methods: dict[str, AuditMethodSpec] = Field(default_factory=dict)
     """Per method label: its audit setting (default: its benchmark config on the whole train split)."""
     one_run: OneRunAuditSpec | None = None
@@ -160,10 +168,52 @@ class AuditSpec(_Strict):
     @field_validator("variants")
     @classmethod
     def _variants(cls, value: list[str]) -> list[str]:
-        from ..audit.broken import VARIANTS
+        from ..audit.broken import check_variant_name
+        from ..registry import get_method, list_methods
 
+        classes = []
+        for method in list_methods():
+            try:
+                classes.append(get_method(method))
+            except Exception:  # noqa: BLE001 - a plugin that fails to load is reported by `dpgen-bench list`
+                continue
         for name in value:
-            VARIANTS.get(name)  # UnknownNameError listing the valid names
+            check_variant_name(name, classes)  # UnknownNameError listing the valid names
+        return value
+
+
+class TuneSpec(_Strict):
+    """The ``tune:`` section read by ``dpgen-bench tune`` (``docs/honest_settings.md``): random search over a
+    declared space for one method entry. Never part of a cell's key; ``dpgen-bench run`` ignores it."""
+
+    method: str = Field(min_length=1)
+    """The label (or name) of the ``methods`` entry to tune; its ``config`` is the base every candidate changes."""
+    space: dict[str, list[Any]] = Field(min_length=1)
+    """Config key → the values to draw from (uniformly, independently per key)."""
+    trials: int = Field(default=4, ge=1)
+    """Candidates drawn (``tuning-split``); for ``private``, the *expected* number E[K] (K is random and secret)."""
+    select_on: Literal["tuning-split", "private"] = "tuning-split"
+    """``tuning-split``: train and score candidates on the declared tuning split (free: it never reaches training
+    or evaluation). ``private``: train them on the private train split at a calibrated share of the budget (the
+    number of candidates random, Papernot & Steinke 2022), score on the tuning split; the total meets ε."""
+    metric: str = Field(min_length=1)
+    """A result name the evaluation computes (e.g. ``acc-logreg``); its recorded direction decides the best."""
+    epsilon: float | None = Field(default=None, gt=0)
+    """The ε candidates are tuned at (default: the largest finite ε of ``epsilons``)."""
+    seed: int = 0
+    """Seed of the public draws (candidate configs, the tuning split's own train/validation split)."""
+    eta: float = Field(default=1.0, gt=-1)
+    """η of the truncated negative binomial number of candidates (``private``; 1: geometric)."""
+
+    @field_validator("space")
+    @classmethod
+    def _values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = sorted(k for k, v in value.items() if not v)
+        if empty:
+            raise ValueError(f"space key(s) {empty} list no values")
+        bad = sorted(_BUDGET_KEYS & set(value))
+        if bad:
+            raise ValueError(f"space may not set {bad}: the budget comes from 'epsilons' and 'delta'")
         return value
 
 
@@ -191,6 +241,9 @@ class BenchConfig(_Strict):
     """``pooled``: the benchmark's seeded stratified split of all examples; ``official``: the field's split
     (official train minus a seed-0 validation part / official test; ``docs/protocol.md``), for datasets that
     have one (mnist, fashion-mnist, cifar10, celeba32/64). Recorded in every row (``split`` column)."""
+    tuning_split: bool = False
+    """Hold the dataset's declared tuning split (``<dataset>:tuning``, 10 % with a fixed seed) out of train and
+    test, so settings chosen on it are not chosen on the reported data (``mnist-5k``: 3,600 / 900 / 500)."""
     methods: list[MethodSpec] = Field(min_length=1)
     epsilons: list[float] = Field(min_length=1)
     """Target ε values (> 0; ``.inf`` for a non-private reference run). The only place ε is set."""
@@ -211,6 +264,8 @@ class BenchConfig(_Strict):
 
     audit: AuditSpec = Field(default_factory=AuditSpec)
     """Empirical privacy audits (``docs/audit.md``); ``audit: true`` runs them after the grid."""
+    tune: TuneSpec | None = None
+    """Hyper-parameter search for one method entry, run by ``dpgen-bench tune`` (``docs/honest_settings.md``)."""
 
     @field_validator("audit", mode="before")
     @classmethod
@@ -559,13 +614,47 @@ def _resolve_method(config: BenchConfig, i: int, spec: MethodSpec, info) -> Any:
         from ..features import check_public_extractor
 
         try:
-            check_public_extractor(extractor, config.dataset)
+            check_public_extractor(extractor, config.dataset, cls.training_extractor_options(method_config))
         except (ValueError, KeyError) as exc:
             msg = exc.args[0] if exc.args else str(exc)
             raise ConfigFileError(f"{where}.config: {msg}") from None
     if info is not None:
+        check_pretrained_components(config, cls, method_config, where)
+    check_tuned_on(spec, where)
+    if info is not None:
         check_reachable(config, cls, method_config, where)
     return method_config
+
+
+def check_pretrained_components(config: BenchConfig, cls, method_config, where: str) -> None:
+    """ConfigFileError if a pre-trained part the method declares (:meth:`GenerativeMethod.pretrained_components`)
+    cannot say what it was trained on, or was trained on the private dataset's family."""
+    from ..data import dataset_spec
+
+    family = dataset_spec(config.dataset).family
+    try:
+        parts = cls.pretrained_components(method_config)
+    except ValueError as exc:
+        raise ConfigFileError(f"{where}.config: {exc}") from None
+    for what, trained_on in parts.items():
+        if family in trained_on:
+            raise ConfigFileError(
+                f"{where}.config: {what} was trained on {family!r} data, the family of the private dataset "
+                f"{config.dataset!r}, so it is not public for it; use one trained on other data")
+
+
+def check_tuned_on(spec: MethodSpec, where: str) -> None:
+    """ConfigFileError if the entry's ``tuned_on`` (or its method's declaration) is not a valid tuning source."""
+    from ..registry import get_method
+    from .tuned_on import parse_tuned_on
+
+    for value, key in ((spec.tuned_on, f"{where}.tuned_on"), (get_method(spec.name).tuned_on, f"{where}: method {spec.name!r} declares tuned_on")):
+        if value is None:
+            continue
+        try:
+            parse_tuned_on(value)
+        except ValueError as exc:
+            raise ConfigFileError(f"{key}: {exc}") from None
 
 
 def check_accountant_name(config: BenchConfig) -> None:
@@ -586,7 +675,7 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
     from ..privacy.calibration import CalibrationError, calibrate
 
     try:
-        n_hat = declared_train_size(config.dataset, config.split, config.test_fraction)
+        n_hat = declared_train_size(config.dataset, config.split, config.test_fraction, config.tuning_split)
     except ValueError as exc:
         raise ConfigFileError(f"split: {exc}") from None
     try:

@@ -81,7 +81,8 @@ def run_jobs(todo: Sequence[Job], table: Table, store: ResultsStore, summary: Jo
     try:
         if todo:
             executor.open()
-        executor.run(list(todo), run_one, lambda job: view.start(job.name), finished, progress=view.cell_bars)
+        executor.run(list(todo), run_one, lambda job: view.start(job.name, private=job.private), finished,
+                     progress=view.cell_bars)
     except KeyboardInterrupt:
         view.close()
         store.rebuild_csv(summary.keys, table)  # every finished job is in the CSV; abandoned ones have no record

@@ -9,6 +9,7 @@ from ..jobs.training import (  # noqa: F401
     MethodJob,
     NEIGHBOURING,
     PrivacyBudget,
+    PRIVATE_CELL_WITHHELD,
     PrivacyCheckError,
     PrivacyLedger,
     RESULTS,
@@ -35,5 +36,8 @@ from ..jobs.training import (  # noqa: F401
     versions,
     warnings_from,
     write_artefacts,
+    WITHHELD_REASON,
+    tuned_on_reported_data,
+    withhold_private_figures,
     write_atomic,
 )

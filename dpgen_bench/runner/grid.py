@@ -12,9 +12,13 @@ from .config import BenchConfig
 def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cell]:
     """All cells of ``config`` in a stable order (method, ε, seed); ``method_configs`` from
     :func:`~dpgen_bench.runner.config.resolve_methods` (label → validated MethodConfig)."""
+    from ..registry import get_method
+    from .tuned_on import resolve_tuned_on
+
     cells = []
     for spec in config.methods:
         resolved = method_configs[spec.display]
+        tuned_on = resolve_tuned_on(spec.tuned_on, get_method(spec.name).tuned_on, spec.config)
         mc = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
         for eps in config.epsilons:
             for seed in config.seeds:
@@ -35,6 +39,8 @@ def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cel
                         download=config.download,
                         public_data=spec.public_data.model_dump(mode="json") if spec.public_data is not None else None,
                         split=config.split,
+                        tuning_split=config.tuning_split,
+                        tuned_on=tuned_on,
                     )
                 )
     return cells

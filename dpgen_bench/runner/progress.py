@@ -60,8 +60,9 @@ def _live_bars() -> list:
     return sorted(bars.values(), key=lambda b: getattr(b, "start_t", 0.0))
 
 
-def _bar_text(bar) -> str:
-    """``step n/total (desc), ~m:ss left in it`` from a live bar (the time left from its own rate)."""
+def _bar_text(bar, timed: bool = True) -> str:
+    """``step n/total (desc), ~m:ss left in it`` from a live bar (the time left from its own rate; only if
+    ``timed``)."""
     d = bar.format_dict
     n, total, rate = d.get("n", 0), d.get("total"), d.get("rate")
     if rate is None and d.get("elapsed"):
@@ -69,7 +70,7 @@ def _bar_text(bar) -> str:
     desc = (d.get("prefix") or "").strip().rstrip(":")
     text = f"step {n}/{total:g}" if total else f"step {n}"
     text += f" ({desc})" if desc else ""
-    if total and rate:
+    if total and rate and timed:
         text += f", ~{_clock((total - n) / rate)} left in it"
     return text
 
@@ -92,6 +93,9 @@ class CellProgress:
         self.started = clock()
         self._since: dict[str, float] = {}  # running cell -> when it started
         self._lock = threading.Lock()
+        self.private_seen = False
+        """Whether a private cell has started: from then on no line prints an elapsed time, an ETA or a time left,
+        which would time private cells (their duration depends on private sizes); steps are still shown."""
         self._bar = tqdm(total=total, desc=f"{unit}s", unit=unit, file=self.stream, position=0) if self.interactive else None
         self._stderr, self._stop, self._beats = None, threading.Event(), None
         if self.enabled and not self.interactive and heartbeat_s is not None:
@@ -119,19 +123,22 @@ class CellProgress:
             running = dict(self._since)
             done = self.done
         bars = _live_bars() if len(running) == 1 else []  # bars of --jobs workers are in other processes
+        timed = not self.private_seen
         elapsed = now - self.started
-        eta = f" · ETA {_clock(elapsed / done * (self.total - done))}" if done else ""
+        eta = f" · ETA {_clock(elapsed / done * (self.total - done))}" if done and timed else ""
         for name, since in running.items():
-            step = f" · {_bar_text(bars[-1])}" if bars else ""
-            print(f"… {name}: running {_clock(now - since)}{step} · done {done}/{self.total} · elapsed "
-                  f"{_clock(elapsed)}{eta}", file=self.stream, flush=True)
+            step = f" · {_bar_text(bars[-1], timed)}" if bars else ""
+            clock = f" {_clock(now - since)}" if timed else ""
+            total = f" · elapsed {_clock(elapsed)}{eta}" if timed else " (private: no times shown)"
+            print(f"… {name}: running{clock}{step} · done {done}/{self.total}{total}", file=self.stream, flush=True)
 
     def _counts(self) -> str:
         return f"running {self.running} · failed {self.failed}"
 
-    def start(self, name: str) -> None:
-        """``name`` was started (serial) or submitted to workers."""
+    def start(self, name: str, private: bool = False) -> None:
+        """``name`` was started (serial) or submitted to workers; ``private``: it trains at a finite ε."""
         self.running += 1
+        self.private_seen |= private
         with self._lock:
             self._since[name] = self.clock()
         if self._bar is not None:
@@ -147,12 +154,16 @@ class CellProgress:
             self._bar.set_postfix_str(self._counts(), refresh=False)
             self._bar.update(1)
         elif self.enabled:
-            elapsed = self.clock() - self.started
-            eta = elapsed / self.done * (self.total - self.done)
+            self.private_seen |= _is_private(record)
             status = record.get("status", "?")
             error = f" ({record.get('error')})" if status != "ok" and record.get("error") else ""
-            print(f"[{self.done}/{self.total}] {name}: {status}{error} · {self._counts()} · elapsed "
-                  f"{_clock(elapsed)} · ETA {_clock(eta)}", file=self.stream, flush=True)
+            timing = ""
+            if not self.private_seen:
+                elapsed = self.clock() - self.started
+                eta = elapsed / self.done * (self.total - self.done)
+                timing = f" · elapsed {_clock(elapsed)} · ETA {_clock(eta)}"
+            print(f"[{self.done}/{self.total}] {name}: {status}{error} · {self._counts()}{timing}",
+                  file=self.stream, flush=True)
 
     def close(self) -> None:
         """Stop the bar or the heartbeat and give ``sys.stderr`` back; safe to call twice."""
@@ -164,3 +175,15 @@ class CellProgress:
             self._beats = None
         if self._stderr is not None:
             sys.stderr, self._stderr = self._stderr, None
+
+
+def _is_private(record: dict[str, Any]) -> bool:
+    """Whether a record is of a private cell (finite ε); unknown counts as private."""
+    import math
+
+    eps = (record.get("cell") or {}).get("epsilon")
+    try:
+        return not math.isinf(float(eps))
+    except (TypeError, ValueError):
+        return True
+

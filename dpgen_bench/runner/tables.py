@@ -91,7 +91,18 @@ class ComparisonTable:
         text = f"{spread}; best per column in bold; ↓ lower is better, ↑ higher is better."
         if self.marked:
             text += " †: computed in the feature space the method was trained on (biased in its favour)."
+        if TUNED_ON_REPORTED in self.tuning_marks.values():
+            text += f" {TUNED_ON_REPORTED}: settings tuned on the reported data (not in ε; docs/honest_settings.md)."
+        if TUNING_UNDECLARED in self.tuning_marks.values():
+            text += f" {TUNING_UNDECLARED}: what the settings were tuned on is not declared."
         return text
+
+    tuning_marks: dict[str, str] = field(default_factory=dict)
+    """Row → ``¶`` (settings tuned on the reported data) or ``§`` (tuning source undeclared)."""
+
+    def label(self, row: str) -> str:
+        """The row's name with its tuning mark, if any."""
+        return row + self.tuning_marks.get(row, "")
 
     @property
     def metrics(self) -> list[tuple[str, str]]:
@@ -247,7 +258,40 @@ def build_table(df: pd.DataFrame, audit: pd.DataFrame | None = None) -> Comparis
         spent[(row, float(eps))] = float(g["spent_epsilon"].astype(float).max())
     accountants = sorted(set(sp["accountant"].dropna().astype(str)))
     audited, power = _audit_lines(audit)
-    return ComparisonTable(rows, columns, cells, notes, spent, accountants, audited, power, row_notes)
+    marks, tuning_notes = _tuning_marks(ok)
+    if "epsilon_incl_tuning" in ok and ok["epsilon_incl_tuning"].notna().any():
+        for (row, eps), g in ok.drop_duplicates("cell_key").groupby(["row", "target_epsilon"], sort=False):
+            incl = g["epsilon_incl_tuning"].dropna().astype(float)
+            if len(incl):
+                tuning_notes.append(f"{row} ε={eps_label(float(eps))}: ε incl. tuning {incl.max():.3f} (settings chosen "
+                                    f"on the private data by a search whose cost is accounted, docs/honest_settings.md)")
+    return ComparisonTable(rows, columns, cells, notes + tuning_notes, spent, accountants, audited, power, row_notes, marks)
+
+
+TUNED_ON_REPORTED = "¶"
+TUNING_UNDECLARED = "§"
+
+
+def _tuning_marks(ok: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """¶ for rows whose settings were tuned on the reported data (any of their cells), § for undeclared ones,
+    with one note each naming the source (``dpgen_bench.jobs.tuned_on``). Rows of results written before
+    the ``tuned_on`` column existed get no mark."""
+    if "tuned_on" not in ok or ok["tuned_on"].isna().all():
+        return {}, []
+    marks, notes = {}, []
+    for row, g in ok.drop_duplicates("cell_key").groupby("row", sort=False):
+        sources = ", ".join(sorted(set(g["tuned_on"].dropna().astype(str))))
+        verdicts = g["tuned_on_reported_data"].astype(str).str.lower() if "tuned_on_reported_data" in g \
+            else pd.Series(dtype=str)
+        if verdicts.eq("true").any():
+            marks[row] = TUNED_ON_REPORTED
+            notes.append(f"{TUNED_ON_REPORTED} {row}: settings tuned on the reported data (tuned_on: {sources}); "
+                         f"no ledger counts that selection, so its ε does not bound it and its utility is biased upwards")
+        elif g["tuned_on"].astype(str).eq("undeclared").any():
+            marks[row] = TUNING_UNDECLARED
+            notes.append(f"{TUNING_UNDECLARED} {row}: what its settings were tuned on is undeclared (give tuned_on: in "
+                         f"the config entry)")
+    return marks, notes
 
 
 # -------------------------------------------------------------------------------------------- render
@@ -257,7 +301,7 @@ def to_markdown(t: ComparisonTable) -> str:
     header = ["method"] + [f"{label} {ARROW.get(d, '')} ε={eps_label(e)}" for label, d, e in t.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * len(t.columns)) + "|"]
     for row in t.rows:
-        out = [row]
+        out = [t.label(row)]
         for col in t.columns:
             c = t.get(row, col)
             out.append("–" if c is None else (f"**{c.text()}**" if c.best else c.text()))
@@ -271,7 +315,7 @@ def to_markdown(t: ComparisonTable) -> str:
         text += "|:---|" + "|".join(["---:"] * len(eps_values)) + "|\n"
         for row in t.rows:
             vals = [t.spent.get((row, e)) for e in eps_values]
-            text += "| " + row + " | " + " | ".join(_spend_text(v) for v in vals) + " |\n"
+            text += "| " + t.label(row) + " | " + " | ".join(_spend_text(v) for v in vals) + " |\n"
         if _unverified(t):
             text += f"\n{UNVERIFIED}\n"
     if t.audited:
@@ -314,7 +358,8 @@ def _spend_text(v: float | None) -> str:
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "$": r"\$", "{": r"\{",
                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _TEX_UNICODE = {"±": r"$\pm$", "∞": r"$\infty$", "–": "--", "†": r"$^\dagger$", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
-                "ε": r"$\varepsilon$", "δ": r"$\delta$", "·": r"$\cdot$", "“": "``", "”": "''", "≤": r"$\leq$"}
+                "ε": r"$\varepsilon$", "δ": r"$\delta$", "·": r"$\cdot$", "“": "``", "”": "''", "≤": r"$\leq$",
+                "‡": r"$^\ddagger$", "§": r"$^\S$", "¶": r"$^\P$"}
 
 
 def _tex(s: str) -> str:
@@ -339,7 +384,7 @@ def _latex_results(t: ComparisonTable) -> list[str]:
     lines.append(" & ".join(["Method"] + [rf"$\varepsilon={e}$" for e in eps_tex]) + r" \\")
     lines.append(r"\midrule")
     for row in t.rows:
-        out = [_tex(row)]
+        out = [_tex(t.label(row))]
         for c in t.columns:
             cell = t.get(row, c)
             if cell is None:
@@ -397,6 +442,8 @@ def to_csv(t: ComparisonTable) -> str:
         data[f"eps={eps_label(e)} spent"] = {row: _spend_text(t.spent.get((row, e))) for row in t.rows}
     data["accountant"] = {row: ", ".join(t.accountants) for row in t.rows}
     data["notes"] = {row: " | ".join(t.row_notes.get(row, [])) for row in t.rows}
+    if t.tuning_marks:
+        data["tuned on reported data"] = {row: t.tuning_marks.get(row) == TUNED_ON_REPORTED for row in t.rows}
     frame = pd.DataFrame(data, index=pd.Index(t.rows, name="method"))
     return frame.to_csv()
 
