@@ -190,7 +190,9 @@ def test_table_and_plot_commands_rerender_from_stored_results(grid, capsys, tmp_
     assert main(["table", str(out), "--format", "csv"]) == 0
     csv = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out), index_col=0)
     # methods × (metric, ε, {mean, std, n_seeds, same_space_as_training}), + whether tuned on the reported data
-    assert csv.shape == (2, 3 * 2 * 4 + 1) and "tuned on reported data" in csv.columns
+    # per (metric, ε): mean, std, n_seeds, same-space flag; one tuning column; ε spent per ε; accountant; notes
+    assert csv.shape == (2, 3 * 2 * 4 + 1 + 2 + 2) and "tuned on reported data" in csv.columns
+    assert {"eps=1 spent", "eps=10 spent", "accountant", "notes"} <= set(csv.columns)
     assert main(["plot", str(out), "--output-dir", str(tmp_path)]) == 0
     assert (tmp_path / "metrics_vs_epsilon.png").stat().st_size > 0
     assert (tmp_path / "samples_digits.png").stat().st_size > 0

@@ -16,13 +16,13 @@ import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..files import write_atomic
 from .config import BenchConfig, ConfigFileError, MethodSpec, TuneSpec
+from .tune_search import TuneResult, _better, _fit_and_score, _score, _write, candidate, tuning_epsilon_target
 
 RDP_SLACK = 1e-9
 """Relative float slack when checking a candidate's ledger against the reference curve."""
@@ -86,7 +86,6 @@ def run_private_tune(config: BenchConfig, spec: TuneSpec, index: int, entry: Met
     from ..privacy.noise import release_generator
     from ..privacy.tuning import events_rdp, sample_tnb
     from .execute import draw_samples, evaluate_samples
-    from .tune import TuneResult, _better, _fit_and_score, _score, _write, candidate, tuning_epsilon_target
 
     root = Path(config.output_dir) / "tune"
     splits = load_splits(config.dataset, seed=config.split_seed, test_fraction=config.test_fraction,
