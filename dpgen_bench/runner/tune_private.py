@@ -85,7 +85,7 @@ def run_private_tune(config: BenchConfig, spec: TuneSpec, index: int, entry: Met
     from ..privacy.budget import PrivacyBudget
     from ..privacy.noise import release_generator
     from ..privacy.tuning import events_rdp, sample_tnb
-    from .execute import draw_samples, evaluate_samples
+    from ..jobs.training import draw_samples, evaluate_samples
 
     root = Path(config.output_dir) / "tune"
     splits = load_splits(config.dataset, seed=config.split_seed, test_fraction=config.test_fraction,

@@ -94,7 +94,7 @@ def _fit_and_score(cls, method_config, train, validation, budget, evaluation, ro
     """Fit a candidate on ``train`` within ``budget``, score its samples against ``validation``; returns
     (method, ledger, evaluation rows)."""
     from ..privacy.ledger import PrivacyLedger
-    from .execute import draw_samples, evaluate_samples
+    from ..jobs.training import draw_samples, evaluate_samples
 
     method = cls(method_config, train.info, seed=seed, context=context)
     ledger = PrivacyLedger()
