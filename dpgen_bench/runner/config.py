@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from ..privacy.accounting import DEFAULT_ACCOUNTANT, UnknownAccountantError, check_delta, get_accountant
+from ..privacy.accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT, UnknownAccountantError, check_delta, get_accountant
 from ..errors import _SCHEMA_PREFIX, ConfigFileError  # noqa: F401 (re-exported: the old place)
 from ..executors.base import ExecutorSpec
 from ..jobs.evaluation import EvaluationSpec  # noqa: F401 (re-exported: part of the config schema)
@@ -682,7 +682,7 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
         plan = cls.privacy_plan(method_config, n_hat)
     except ValueError as exc:
         raise ConfigFileError(f"{where}.config: {exc}") from None
-    if plan is None:
+    if plan is None or config.accountant not in ACCOUNTANTS:  # an unknown accountant: check_accountant_name says so
         return
     for eps in config.epsilons:
         if math.isinf(eps):
