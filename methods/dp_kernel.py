@@ -155,7 +155,7 @@ class DPKernel(GeneratorMethod):
             rows = clip_rows(self.features(images.to(self.device)).double().cpu(), self.sum_norm)
             sums.index_add_(0, self._labels(labels).cpu(), rows)
         if sigma is not None:
-            sums += gaussian_noise(sums.shape, sigma * self.sum_norm, generator=noise_generator)
+            sums += gaussian_noise(sums.shape, sigma * self.sum_norm, generator=noise_generator, sensitivity=self.sum_norm)
         return sums
 
     # -- privacy ----------------------------------------------------------------------------------

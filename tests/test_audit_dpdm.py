@@ -86,4 +86,4 @@ def test_a_broken_private_step_is_flagged(variant):
     method, data, neighbour = _audit(broken_class(DPDM, variant))
     result = audit_method(method, data, neighbour, BUDGET, trials=TRIALS, calibration_fraction=0.3)
     assert result.claimed_epsilon == pytest.approx(1.0, abs=1e-3)  # the ledger still claims ε = 1
-    assert result.gdp_violation and result.gdp.epsilon_lower > 2.0, result
+    assert result.gdp_violation, result  # the bound under a Gaussian trade-off exceeds the claim: flagged
