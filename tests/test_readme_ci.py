@@ -47,3 +47,19 @@ def test_the_readmes_time_for_the_main_command_is_the_committed_runs_cell_time_w
         for claim in claims:
             assert abs(float(claim) - measured) <= 0.1 * measured, (path.name, claim, measured)
     assert "committed run, `results/default`" in (ROOT / "README.md").read_text()
+
+
+def test_the_readmes_fresh_clone_times_are_the_committed_timing_runs():
+    """The min and median the README states are those of results/timing_fresh_clone/summary.txt."""
+    import statistics
+
+    summary = (ROOT / "results" / "timing_fresh_clone" / "summary.txt").read_text()
+    walls = [int(w) for w in re.findall(r"rc=0 wall=(\d+) s", summary)]
+    assert len(walls) >= 2, summary
+
+    def mmss(seconds: float) -> str:
+        return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"min {mmss(min(walls))}, median {mmss(statistics.median(walls))}" in text, (walls, "README.md")
+    assert summary.splitlines()[0] == "command: " + _block_after("<!-- readme:main-command -->")[0]
