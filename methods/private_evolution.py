@@ -18,12 +18,13 @@ T events in all, σ calibrated for exactly that plan. Everything after the noisy
 resampling, variation, the next iteration's candidates and features) is post-processing, and the only
 randomness besides the release noise is public (seeded per use). The private embeddings are computed once in a
 public feature space (an extractor not trained on the private data's family; the runner checks it). Private
-class counts are never used: per-class candidate counts are the public N/K.
+class counts are never used: per-class candidate counts are the public N/K. With ``class_conditioning: votes``
+the API is asked for class-free samples and a class's block differs from another's only through the votes.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -75,7 +76,12 @@ class PEConfig(MethodConfig):
     """Public feature space of the votes (``dpgen_bench.features``)."""
     extractor_options: dict[str, Any] = Field(default_factory=dict)
     labelled: bool = True
-    """Vote within classes and generate class-conditionally (the API must be conditional)."""
+    """Vote within classes: the population is split into one block of N/K candidates per class."""
+    class_conditioning: Literal["api", "votes"] = "api"
+    """How a labelled population's classes are made. ``api``: the API generates each requested class (it must be
+    conditional for the dataset's classes). ``votes``: the API generates class-free samples (label -1; e.g. an
+    ImageNet model for MNIST) and each class's block is shaped only by that class's private votes — DPSDA's and
+    DPImageBench's PE with an ImageNet diffusion model."""
     embed_batch_size: int = Field(256, ge=1)
 
     @model_validator(mode="after")
@@ -104,7 +110,8 @@ class PrivateEvolution(GenerativeMethod):
     def __init__(self, config, info: DatasetInfo, seed: int = 0, context=None) -> None:
         super().__init__(config, info, seed=seed, context=context)
         if self.config.labelled and not type(self).capabilities_for(self.config).labelled:
-            raise ValueError(f"PE API {self.config.api.name!r} is unconditional: set labelled: false")
+            raise ValueError(f"PE API {self.config.api.name!r} is unconditional: set class_conditioning: votes "
+                             f"(class blocks shaped by the votes alone) or labelled: false")
         if self.config.labelled and self.config.population < info.num_classes:
             raise ValueError(f"population={self.config.population} is below the {info.num_classes} classes")
         self._api: GenerationAPI | None = None
@@ -125,7 +132,8 @@ class PrivateEvolution(GenerativeMethod):
     def capabilities_for(cls, config: PEConfig) -> Capabilities:  # type: ignore[override]
         """What the configured API can produce (e.g. the digit simulator: grey digits only)."""
         api = get_pe_api(config.api.name)
-        return Capabilities(labelled=api.conditional, unlabelled=True, channels=api.channels,
+        labelled = api.conditional or config.class_conditioning == "votes"
+        return Capabilities(labelled=labelled, unlabelled=True, channels=api.channels,
                             image_sizes=api.image_sizes)
 
     @classmethod
@@ -148,8 +156,9 @@ class PrivateEvolution(GenerativeMethod):
         if self._api is None:
             spec = self.config.api
             api = build_pe_api(spec.name, self.info, device=self.device, **spec.options)
-            if self.config.labelled and not api.conditional:  # e.g. an unconditional diffusion model
-                raise ValueError(f"PE API {api.describe()!r} cannot generate class-conditionally: set labelled: false")
+            if self._api_conditioned and not api.conditional:  # e.g. an unconditional diffusion model
+                raise ValueError(f"PE API {api.describe()!r} cannot generate class-conditionally: set "
+                                 f"class_conditioning: votes or labelled: false")
             self._api = api
         return self._api
 
@@ -166,7 +175,7 @@ class PrivateEvolution(GenerativeMethod):
             sigma = float(calibrate(self.privacy_plan(cfg, train.public_size()), budget))
         self.noise_multiplier = sigma
 
-        population = self.api.random(self._candidate_labels(), public_generator(self.seed, "pe-random"))
+        population = self._random(self._candidate_labels(), public_generator(self.seed, "pe-random"))
         kept = []
         for t, strength in enumerate(tqdm(cfg.strengths(), desc="pe iterations", disable=not self.context.progress)):
             synthetic = extractor.extract(population.images, cfg.embed_batch_size, device=self.device)
@@ -174,11 +183,29 @@ class PrivateEvolution(GenerativeMethod):
             noisy = self._release(votes, sigma, ledger, t)
             picked = resample(noisy, self._vote_groups(population), public_generator(self.seed, "pe-resample", t))
             kept.append(int((noisy > 0).sum()))
-            population = self.api.variation(population.take(picked), strength,
-                                             public_generator(self.seed, "pe-variation", t))
+            population = self._variation(population.take(picked), strength,
+                                         public_generator(self.seed, "pe-variation", t))
         # Released as 8-bit images (what samples.npz holds anyway), so a checkpoint restores them exactly.
         self.population = Population((population.images * 255).round() / 255, population.labels, population.state)
         self.history = {"candidates_with_votes": kept, "strengths": cfg.strengths()}
+
+    @property
+    def _api_conditioned(self) -> bool:
+        """Whether the API is asked for the dataset's classes (labelled, ``class_conditioning: api``)."""
+        return self.config.labelled and self.config.class_conditioning == "api"
+
+    def _random(self, labels: torch.Tensor, generator: torch.Generator) -> Population:
+        """RANDOM_API for candidates of class ``labels`` (class-free requests under ``votes``; labels kept)."""
+        asked = labels if self._api_conditioned else torch.full_like(labels, -1)
+        drawn = self.api.random(asked, generator)
+        return Population(drawn.images, labels.clone(), drawn.state)
+
+    def _variation(self, population: Population, strength: float, generator: torch.Generator) -> Population:
+        """VARIATION_API of ``population``; each candidate keeps its class block."""
+        asked = population if self._api_conditioned else Population(
+            population.images, torch.full_like(population.labels, -1), population.state)
+        varied = self.api.variation(asked, strength, generator)
+        return Population(varied.images, population.labels.clone(), varied.state)
 
     def _candidate_labels(self) -> torch.Tensor:
         """N public labels: balanced over classes when labelled (sorted), else all -1."""
@@ -206,7 +233,7 @@ class PrivateEvolution(GenerativeMethod):
         audit."""
         state = self.__dict__.setdefault("_audit_state", {})
         if "candidates" not in state:
-            state["candidates"] = self.api.random(self._candidate_labels(), public_generator(self.seed, "pe-random"))
+            state["candidates"] = self._random(self._candidate_labels(), public_generator(self.seed, "pe-random"))
         return state["candidates"]
 
     def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
@@ -275,7 +302,7 @@ class PrivateEvolution(GenerativeMethod):
             index[want] = members[_cycled_permutation(len(members), len(want), generator)]
         drawn = pop.take(index)
         if self.config.sample_variation > 0 and n:
-            drawn = self.api.variation(drawn, self.config.sample_variation, generator)
+            drawn = self._variation(drawn, self.config.sample_variation, generator)
         return drawn.images
 
     def checkpoint_state(self) -> dict[str, Any]:

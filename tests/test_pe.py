@@ -121,11 +121,43 @@ def test_an_unconditional_api_with_labelled_pe_is_refused_at_construction():
 
     register_pe_api("test-unconditional")(_Unconditional)
     try:
-        with pytest.raises(ValueError, match="cannot generate class-conditionally|unconditional"):
+        with pytest.raises(ValueError, match="unconditional: set class_conditioning: votes"):
             PrivateEvolution({**CONFIG, "api": {"name": "test-unconditional"}}, INFO)
         PrivateEvolution({**CONFIG, "api": {"name": "test-unconditional"}, "labelled": False}, INFO)
     finally:
         PE_APIS.unregister("test-unconditional")
+
+
+def test_class_conditioning_votes_gives_labelled_blocks_from_class_free_api_calls():
+    """DPSDA's PE with an ImageNet model: the API is asked for label -1 only, yet each class keeps its own block
+    of N/K candidates, voted on by that class alone, and samples carry the block's class."""
+    asked: list[torch.Tensor] = []
+
+    class _Unconditional(BlobAPI):
+        conditional = False
+
+        def random(self, labels, generator):
+            asked.append(labels.clone())
+            return super().random(labels, generator)
+
+        def variation(self, population, strength, generator):
+            asked.append(population.labels.clone())
+            return super().variation(population, strength, generator)
+
+    register_pe_api("test-unconditional")(_Unconditional)
+    try:
+        pe = _pe(api={"name": "test-unconditional"}, class_conditioning="votes")
+        assert PrivateEvolution.capabilities_for(pe.config).labelled
+        pe.fit(_data(), PrivacyBudget(float("inf"), 1e-5), PrivacyLedger())
+    finally:
+        PE_APIS.unregister("test-unconditional")
+    assert asked and all(bool((a == -1).all()) for a in asked)
+    assert torch.bincount(pe.population.labels).tolist() == [10, 10, 10]
+    # exact votes, classes at grey levels 0.1 / 0.5 / 0.9: each block drifts to its own class's level
+    levels = [float(pe.population.state[pe.population.labels == k].mean()) for k in range(3)]
+    assert levels[0] < levels[1] < levels[2]
+    _, labels = pe.sample(30, seed=0)
+    assert torch.bincount(labels).tolist() == [10, 10, 10]
 
 
 def test_an_unknown_api_is_refused_naming_the_valid_ones():
