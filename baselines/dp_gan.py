@@ -29,6 +29,10 @@ Privacy argument (add/remove-one neighbouring, docs/privacy.md, docs/dp_gan.md):
   with the budget's accountant. Nothing public (q, T, σ, the G-step draws) depends on the private batch
   sizes or the actual dataset size: the G step's latents and labels come from a fresh public generator per
   step, seeded from (seed, step), and always draw ``batch_size`` rows.
+* With ``physical_batch_size`` P a private D step runs in chunks of exactly P pairs, the Poisson batch padded
+  with masked pairs whose gradient rows are zeroed before clipping (the helper DPDM shares,
+  :func:`~.dpsgd_rows.step_in_fixed_chunks`): the step's memory is then a function of the public P, not of the
+  private batch size; its clipped sum, noise and divisor are the one-pass step's.
 * A run that diverges (non-finite loss) stops with :class:`TrainingDivergedError`; the steps taken
   before it are still recorded in the ledger.
 """
@@ -63,7 +67,7 @@ from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, validate_per_example, validate_private_discriminator
 from .dp_sgd import GradSampleMode, groups_rows, make_private_module
-from .dpsgd_rows import nonfinite_rows, parameters_finite, zero_rows
+from .dpsgd_rows import nonfinite_rows, parameters_finite, step_in_fixed_chunks, zero_rows
 
 AUDIT_OUTSIDER_NORM = 1.0e4
 """Norm of the latent the audit gives the canary's fakes (:meth:`_BaseDPGAN.audit_latents`): large enough that,
@@ -145,6 +149,11 @@ class DPGANConfig(MethodConfig):
         "(also skips the batch weight gradient DP-SGD discards) or functorch, or grouped (one forward of the "
         "2B rows, one gradient per pair from the hooks: docs/dpsgd_speed.md)"
     )
+    physical_batch_size: int | None = Field(
+        None, ge=1, le=65_536, description="pairs per forward/backward chunk of a private discriminator step "
+        "(memory only: the step, its clipping and its noise are unchanged; the Poisson batch is padded with masked "
+        "pairs to whole chunks, so memory depends on this public size alone); None: the whole Poisson batch at "
+        "once. Non-private (ε = ∞) steps always take the whole batch")
 
     @field_validator("g_width", "d_width")
     @classmethod
@@ -245,7 +254,11 @@ class _BaseDPGAN(GenerativeMethod):
         # Opacus DPDataLoader at rate q. Which examples are sampled, the gradient noise and the latents of D's
         # fakes must stay secret (run seeds are public), so they draw from OS entropy rather than self.seed.
         loader = poisson_loader(train, q) if budget.is_private else poisson_loader(train, q, self.seed + 1)
-        fake_gen = release_generator(dev) if budget.is_private else public_generator(self.seed, "d-fakes", device=dev)
+        # In fixed chunks the Poisson batch (and its fakes' latents) stays on the host: the device then holds one
+        # chunk of it at a time, never an amount that follows the private batch size.
+        batch_dev = torch.device("cpu") if budget.is_private and cfg.physical_batch_size is not None else dev
+        fake_gen = (release_generator(batch_dev) if budget.is_private
+                    else public_generator(self.seed, "d-fakes", device=dev))
 
         counted = [0]  # noisy steps Opacus actually performed (its step hook runs once per noised step)
         if budget.is_private:
@@ -278,7 +291,8 @@ class _BaseDPGAN(GenerativeMethod):
                     except StopIteration:
                         batches = iter(loader)
                         continue
-                    self._d_step(D, opt_d, x.to(dev), y.to(dev), self._latents(x.shape[0], fake_gen), step)
+                    self._d_step(D, opt_d, x.to(batch_dev), y.to(batch_dev), self._latents(x.shape[0], fake_gen),
+                                 step)
                     step += 1
                     if not budget.is_private:
                         counted[0] += 1
@@ -303,8 +317,8 @@ class _BaseDPGAN(GenerativeMethod):
             self.ema.eval()
 
     def _latents(self, m: int, generator: torch.Generator) -> torch.Tensor:
-        """(m, z_dim) latents, one row per example of a batch."""
-        return torch.randn(m, self.config.z_dim, device=self.device, generator=generator)
+        """(m, z_dim) latents, one row per example of a batch, on ``generator``'s device."""
+        return torch.randn(m, self.config.z_dim, device=generator.device, generator=generator)
 
     def _d_backward(self, D: nn.Module, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, step: int) -> None:
         """Forward and backward of D's loss on the pairs (real x_i, fake G(z_i, y_i)); fills Opacus's
@@ -350,9 +364,18 @@ class _BaseDPGAN(GenerativeMethod):
 
     def _d_step(self, D: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 z: torch.Tensor, step: int) -> None:
+        """One discriminator step on the Poisson batch ``x`` (labels ``y``, fakes' latents ``z``). A private step
+        with ``physical_batch_size`` P runs in chunks of exactly P pairs, the batch padded with masked pairs whose
+        rows are zeroed before clipping (:func:`~.dpsgd_rows.step_in_fixed_chunks`): its memory then depends on
+        the public P only, and its clipped sum, noise and divisor are the one-pass step's."""
         opt_d.zero_grad(set_to_none=True)
-        self._d_backward(D, x, y, z, step)
-        opt_d.step()
+        chunk = self.config.physical_batch_size
+        if chunk is not None and _is_private(D):
+            step_in_fixed_chunks(opt_d, [p for p in D.parameters() if p.requires_grad], (x, y, z), chunk,
+                                 lambda part: self._d_backward(D, *part, step), device=self.device)
+        else:
+            self._d_backward(D, x, y, z, step)
+            opt_d.step()
         if _is_private(D) and not parameters_finite(D):  # decided on the noised update: post-processing
             raise TrainingDivergedError(f"discriminator parameters are not finite after noised step {step + 1}; "
                                         f"lower the learning rates")

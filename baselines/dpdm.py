@@ -69,7 +69,7 @@ from dpgen_bench.privacy.plans import dpsgd_plan_from_settings
 
 from .dp_sgd import GradSampleMode, groups_rows, make_private_module
 from .per_sample_conv import PerSampleConv2d
-from .dpsgd_rows import nonfinite_rows, parameters_finite, zero_rows
+from .dpsgd_rows import nonfinite_rows, parameters_finite, step_in_fixed_chunks, zero_rows
 
 if TYPE_CHECKING:
     from diffusers import EDMEulerScheduler, UNet2DModel
@@ -346,13 +346,13 @@ class DPDM(GenerativeMethod):
         return dpsgd_plan_from_settings(nominal_size, config.batch_size, epochs=config.epochs)
 
     # -- per-example draws and the loss of one batch -------------------------------------------------
-    def draws(self, m: int, generator: torch.Generator) -> torch.Tensor:
+    def draws(self, m: int, generator: torch.Generator, device: torch.device | str | None = None) -> torch.Tensor:
         """(m, K, 1 + C·H·W [+ 1]) standard normals: per example, K (noise level, noise image[, label dropout])
-        draws."""
+        draws, on ``device`` (None: the model's)."""
         c, h, w = self.info.shape
         extra = 1 if self.config.conditional and self.config.label_dropout > 0 else 0
         return torch.randn(m, self.config.noise_multiplicity, 1 + c * h * w + extra, generator=generator,
-                           device=generator.device).to(self.device)
+                           device=generator.device).to(self.device if device is None else device)
 
     def _backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
         """Forward/backward of the K-repeated batch in one pass; leaves the per-example (K-averaged) rows of the
@@ -379,25 +379,8 @@ class DPDM(GenerativeMethod):
             self._backward(net, x, y, draws, step)
             opt.step()
             return
-        m = x.shape[0]
-        chunks = max(1, -(-m // chunk))
-        pad = chunks * chunk - m
-        if pad:  # masked rows: public zeros, their gradient rows are zeroed before clipping
-            x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
-            y = torch.cat([y, y.new_zeros(pad)])
-            draws = torch.cat([draws, draws.new_zeros(pad, *draws.shape[1:])])
-        for i in range(chunks):
-            sl = slice(i * chunk, (i + 1) * chunk)
-            self._chunk_backward(net, x[sl], y[sl], draws[sl], step)
-            masked = torch.arange(i * chunk, (i + 1) * chunk, device=x.device) >= m
-            if masked.any():
-                zero_rows([p for p in net.parameters() if p.requires_grad], masked)
-            last = i == chunks - 1
-            if not last:
-                opt.signal_skip_step(do_skip=True)  # clip and accumulate only; the noise comes once, at the end
-            opt.step()
-            if not last:
-                opt.zero_grad(set_to_none=True)  # clears the rows, keeps the accumulated clipped sum
+        step_in_fixed_chunks(opt, [p for p in net.parameters() if p.requires_grad], (x, y, draws), chunk,
+                             lambda part: self._chunk_backward(net, *part, step), device=self.device)
 
     def _chunk_backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
         k = self.config.noise_multiplicity
@@ -450,7 +433,11 @@ class DPDM(GenerativeMethod):
         opt: torch.optim.Optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         # Batch selection, per-example draws and gradient noise are the mechanism's secret randomness.
         loader = poisson_loader(train, q) if budget.is_private else poisson_loader(train, q, self.seed + 1)
-        draw_gen = release_generator(self.device) if budget.is_private else public_generator(
+        # In fixed chunks the Poisson batch and its draws stay on the host: the device then holds one chunk of them
+        # at a time, never an amount that follows the private batch size.
+        batch_device = torch.device("cpu") if budget.is_private and cfg.physical_batch_size is not None \
+            else torch.device(self.device)
+        draw_gen = release_generator(batch_device) if budget.is_private else public_generator(
             self.seed, "draws", device=self.device)
         counted = [0]
         if budget.is_private:
@@ -469,7 +456,7 @@ class DPDM(GenerativeMethod):
             opt.attach_step_hook(_count)
         self._net, self._opt = net, opt  # for tests
         try:
-            self._train_loop(net, opt, loader, draw_gen, total_steps, counted, budget.is_private)
+            self._train_loop(net, opt, loader, draw_gen, total_steps, counted, budget.is_private, batch_device)
         finally:
             self.steps_taken = counted[0]
             if budget.is_private and counted[0] > 0:
@@ -480,7 +467,10 @@ class DPDM(GenerativeMethod):
                 )
         self.net.eval()
 
-    def _train_loop(self, net, opt, loader, draw_gen, total_steps: int, counted: list[int], private: bool) -> None:
+    def _train_loop(self, net, opt, loader, draw_gen, total_steps: int, counted: list[int], private: bool,
+                    batch_device: torch.device) -> None:
+        """The steps of ``fit``; a private step's batch and draws are put on ``batch_device`` (the host in fixed
+        chunks)."""
         dev = self.device
         step = 0
         with tqdm(total=total_steps, desc="dpdm steps", leave=False, disable=not self.context.progress) as bar:
@@ -493,7 +483,8 @@ class DPDM(GenerativeMethod):
                     continue
                 opt.zero_grad(set_to_none=True)
                 if private:
-                    self._private_step(net, opt, x.to(dev), y.to(dev), self.draws(x.shape[0], draw_gen), step)
+                    at = batch_device
+                    self._private_step(net, opt, x.to(at), y.to(at), self.draws(x.shape[0], draw_gen, at), step)
                     if not parameters_finite(self.net):  # decided on the noised update: post-processing
                         raise TrainingDivergedError(f"parameters are not finite after noised step {step + 1}; lower lr")
                 else:

@@ -304,3 +304,87 @@ def test_the_run_context_decides_whether_training_shows_a_progress_bar(capfd: py
     DPCGAN({**TINY, "batch_size": 10}, train.info, context=RunContext(progress=True)).fit(
         train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
     assert "dp-cgan steps" in capfd.readouterr().err
+
+
+def _noised_step(method, x, y, z, noise_seed: int, mode: str) -> torch.Tensor:
+    """The gradient one private D step leaves (σ = 0.5, C = 0.05, divisor 4), its noise from ``noise_seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        D = method.build_discriminator()
+    opt = torch.optim.SGD(D.parameters(), lr=0.0)
+    loader = DPDataLoader(TensorDataset(torch.zeros(40, 1, 28, 28), torch.zeros(40, dtype=torch.long)), sample_rate=0.1)
+    D, opt, _ = make_private_discriminator(D, opt, loader, noise_multiplier=0.5, max_grad_norm=0.05, expected_batch_size=4,
+                                           grad_sample_mode=mode, noise_generator=torch.Generator().manual_seed(noise_seed))
+    method._d_step(D, opt, x, y, z, step=0)
+    return torch.cat([p.grad.flatten() for p in D.parameters()])
+
+
+@pytest.mark.parametrize("mode", ["hooks", "grouped"])
+def test_fixed_physical_chunks_give_the_one_pass_clipped_noised_sum(mode: str) -> None:
+    # 7 pairs in chunks of 3: three chunks, two masked pairs whose rows must be zeroed before clipping.
+    data = _data(n=7)
+    z = torch.randn(7, TINY["z_dim"], generator=torch.Generator().manual_seed(1))
+    whole = DPCGAN({**TINY, "grad_sample_mode": mode}, data.info, seed=0)
+    chunked = DPCGAN({**TINY, "grad_sample_mode": mode, "physical_batch_size": 3}, data.info, seed=0)
+    a = _noised_step(whole, data.images, data.labels, z, noise_seed=5, mode=mode)
+    b = _noised_step(chunked, data.images, data.labels, z, noise_seed=5, mode=mode)
+    assert float((a - b).norm() / a.norm()) <= 1e-5
+    noise_only = _noised_step(chunked, data.images[:0], data.labels[:0], z[:0], noise_seed=5, mode=mode)
+    assert float((a - noise_only).norm() / a.norm()) > 1e-3, "the clipped sum must matter in this comparison"
+
+
+def test_with_physical_chunks_the_discriminator_only_sees_the_public_chunk_size(monkeypatch) -> None:
+    # Memory must be a function of public sizes: every private D pass runs on exactly physical_batch_size pairs,
+    # whatever the Poisson batch size (here 0, 3 and 9 pairs, and the batches of a whole fit).
+    seen: list[int] = []
+
+    def spy(module, args):  # type: ignore[no-untyped-def]
+        seen.append(int(args[0].shape[0]))
+
+    data = _data(n=9)
+    method = DPCGAN({**TINY, "physical_batch_size": 4}, data.info, seed=0)
+    for m in (0, 3, 9):
+        x, y = data.images[:m], data.labels[:m]
+        D, opt, _ = _private_d("hooks")
+        handle = D._module.register_forward_pre_hook(spy)
+        method._d_step(D, opt, x, y, torch.randn(m, TINY["z_dim"]), step=0)
+        handle.remove()
+    assert seen and set(seen) == {4}, seen
+
+    backward_rows: list[int] = []
+    original = DPCGAN._d_backward
+
+    def backward_spy(self, D, x, y, z, step):  # type: ignore[no-untyped-def]
+        backward_rows.append(int(x.shape[0]))
+        return original(self, D, x, y, z, step)
+
+    monkeypatch.setattr(DPCGAN, "_d_backward", backward_spy)
+    train = _data(n=20)
+    DPCGAN({**TINY, "batch_size": 10, "physical_batch_size": 4}, train.info).fit(
+        train, PrivacyBudget(10.0, DELTA), PrivacyLedger())
+    assert backward_rows and set(backward_rows) == {4}, backward_rows
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the byte-exact GPU peak needs CUDA")
+def test_on_a_gpu_a_chunked_private_steps_peak_memory_does_not_follow_the_batch_size() -> None:
+    # What an accelerator's accounting would show: with the batch on the host, one chunk at a time on the GPU and
+    # the accumulator allocated up front, the peak is the same byte count for 0, 3, 4, 9 and 21 pairs.
+    import gc
+
+    data = _data(n=21)
+    method = DPCGAN({**TINY, "physical_batch_size": 4}, data.info, seed=0, context=RunContext(device="cuda"))
+    loader = DPDataLoader(TensorDataset(torch.zeros(40, 1, 28, 28), torch.zeros(40, dtype=torch.long)), sample_rate=0.1)
+    growth = {}
+    for m in (0, 3, 4, 9, 21):
+        D = method.build_discriminator().cuda()
+        D, opt, _ = make_private_discriminator(D, torch.optim.Adam(D.parameters()), loader, noise_multiplier=1.0,
+                                               max_grad_norm=1.0, expected_batch_size=4)
+        gc.collect()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        method._d_step(D, opt, data.images[:m], data.labels[:m], torch.randn(m, TINY["z_dim"]), step=0)
+        torch.cuda.synchronize()
+        growth[m] = torch.cuda.max_memory_allocated() - before
+        del D, opt
+    assert len(set(growth.values())) == 1, growth

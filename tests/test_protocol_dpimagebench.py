@@ -141,3 +141,4 @@ def test_a_cell_under_the_protocol_never_shows_val_to_the_method_and_flags_its_r
     assert set(rows) == {"acc-dpi-synthetic-val", "acc-dpi-sensitive-val"}
     assert all(r["split"] == "official" for r in rows.values())
     assert json.loads(rows["acc-dpi-sensitive-val"]["metric_details"])["not_private"] is True
+    assert {r["n_real"] for r in rows.values()} == {N_TEST}  # a private cell records the declared test size

@@ -9,7 +9,6 @@ import dataclasses
 import datetime as _dt
 import json
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ from ..data.types import ImageDataset
 from ..privacy.budget import PrivacyBudget
 from .base import MethodJob, record
 from .provenance import versions
+from .private_text import exception_report
 from .schema import AUDIT_KINDS, AUDITS
 
 
@@ -228,8 +228,8 @@ def run_audit_cell(cell: AuditJob, splits, context: RunContext) -> dict[str, Any
         row.update(partial)
         row.update(status="not-run", error=reason, flagged=None)
     except Exception as exc:  # the audit fails; the others go on
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}", flagged=None,
-                   traceback=traceback.format_exc())
+        error, report = exception_report(exc, private=cell.private)  # figures scrubbed for a private audit
+        row.update(status="failed", error=error, flagged=None, traceback=report)
     row.update(seconds=time.perf_counter() - t0,
                finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return row

@@ -55,7 +55,11 @@ class Job(ABC):
 
     def failed_record(self, error: str) -> dict[str, Any]:
         """The record of a job whose worker died (killed, preempted beyond its retries, out of memory) before it
-        could return one; the driver writes it, so the job shows as failed with ``error`` as the reason."""
+        could return one; the driver writes it, so the job shows as failed with ``error`` as the reason (its
+        figures scrubbed for a private job: a worker's death message can print the memory it used)."""
+        from .private_text import job_error_text
+
+        error = job_error_text(error, self.private)
         return record(self, "failed", error, [{**self.row_facts(), "status": "failed", "error": error}])
 
 

@@ -27,7 +27,7 @@ from .provenance import environment, versions
 from .samples import save_grid, save_samples
 from .schema import RESULTS
 from .store import ResultsStore, artefact_digests, write_atomic
-from .training import evaluate_samples
+from .training import declare_real_counts, evaluate_samples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -138,6 +138,11 @@ class ExternalEvaluation(Job):
     def name(self) -> str:
         return f"{self.dataset}/{self.label}/external"
 
+    @property
+    def private(self) -> bool:
+        """Whether the samples claim a finite ε."""
+        return self.claimed_epsilon != float("inf")
+
     def row_facts(self) -> dict[str, Any]:
         return {"cell_key": self.key, "dataset": self.dataset, "method": self.label, "method_name": "external",
                 "method_config": json.dumps({"samples": self.samples}), "target_epsilon": self.claimed_epsilon,
@@ -160,7 +165,9 @@ class ExternalEvaluation(Job):
         save_grid(cell_dir / "samples.png", images, labels, splits.info.num_classes if labelled else 1)
         rows = evaluate_samples(images, labels, labelled, splits.test, self.evaluation, root=root, seed=self.seed,
                                 split_seed=self.split_seed, device=device)
-        base = {**self.row_facts(), "status": "ok", "error": None, "n_test": len(splits.test), "device": device,
+        if self.private:  # samples claimed private: the test split's actual length follows the private n
+            rows = declare_real_counts(rows, splits, self.evaluation)
+        base = {**self.row_facts(), "status": "ok", "error": None, "n_test": splits.test.public_size(), "device": device,
                 "torch_threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - started,
                 "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **versions()}
         out = record(self, "ok", None, [{**base, **r} for r in rows],

@@ -20,7 +20,6 @@ import functools
 import json
 import math
 import time
-import traceback
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -39,6 +38,7 @@ from .evaluation import EvaluationSpec
 from .keys import config_hash
 from .memory import measure_peak_memory
 from .notices import warnings_from
+from .private_text import exception_report
 from .provenance import versions
 from .samples import check_samples, save_grid, save_samples
 from .schema import RESULTS
@@ -317,9 +317,28 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
         check_spend(facts["spent_epsilon"], ledger, budget, cell.method)
     images, labels = draw_samples(method, cell.evaluation, cell.seed)
     write_artefacts(cell_dir, method, images, labels)
-    return evaluate_samples(images, labels, method.samples_labelled, splits.test, cell.evaluation, root=root,
+    rows = evaluate_samples(images, labels, method.samples_labelled, splits.test, cell.evaluation, root=root,
                             seed=cell.seed, split_seed=cell.split_seed, train_extractor=facts["train_extractor"],
                             device=context.device, progress=context.progress, train=splits.train, val=splits.val)
+    return declare_real_counts(rows, splits, cell.evaluation) if cell.private else rows
+
+
+def declare_real_counts(rows: list[dict[str, Any]], splits, evaluation: EvaluationSpec) -> list[dict[str, Any]]:
+    """Metric rows whose ``n_real`` is the *declared* size of the real set each was computed on (the test split,
+    at most ``evaluation.n_real`` of it, or for the DPImageBench protocol's train-referenced results the train
+    split), never its actual length: the parts of a pooled split are drawn per class from the private data, so
+    their actual lengths follow the private n and class counts. For private cells; changes ``rows`` in place."""
+    test = splits.test.public_size()
+    if evaluation.n_real is not None:
+        test = min(test, evaluation.n_real)
+    train_referenced: tuple[str, ...] = ()
+    if evaluation.protocol == "dpimagebench":
+        from ..metrics import dpimagebench
+
+        train_referenced = dpimagebench.TRAIN_REFERENCE_RESULTS
+    for row in rows:
+        row["n_real"] = splits.train.public_size() if row["metric"] in train_referenced else test
+    return rows
 
 
 def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
@@ -334,11 +353,13 @@ def run_cell(cell: Cell, root: str | Path, device: str = "cpu", progress: bool =
     status, error, metric_rows = "ok", None, []
     with measure_peak_memory(device) as peak:
         try:
-            with warnings_from(cell.name):
+            with warnings_from(cell.name, private=cell.private):
                 metric_rows = _run_steps(cell, cell_dir, Path(root), context, facts)
         except Exception as exc:  # the cell fails; the grid goes on
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            write_atomic(cell_dir / "error.txt", traceback.format_exc())
+            # A private cell's message may print private figures (a shape with the Poisson batch size): scrubbed.
+            status = "failed"
+            error, report = exception_report(exc, private=cell.private)
+            write_atomic(cell_dir / "error.txt", report)
     facts.update(status=status, error=error, wall_time_s=time.perf_counter() - started, peak_memory_mb=peak.cpu_mb,
                  peak_gpu_memory_mb=peak.gpu_mb,
                  finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

@@ -52,6 +52,8 @@ EMA_DECAY = 0.9999
 
 NOT_PRIVATE_NOTICE = ("acc-dpi-sensitive-val selects each classifier's epoch on the sensitive validation split, "
                       "un-noised and outside every ε (DPImageBench's reported number): not private")
+TRAIN_REFERENCE_RESULTS = ("FID-train", "IS", "precision-train", "recall-train")
+"""Results whose real set is the sensitive train split (:func:`fidelity_results`); the others use the test split."""
 TRAIN_REFERENCE_NOTICE = ("FID-train / precision-train / recall-train compare the samples with the private train "
                           "split itself, un-noised (the field's evaluation; evaluation, not a release, but it touches "
                           "private data outside the ledger)")
