@@ -153,7 +153,8 @@ class DPGANConfig(MethodConfig):
         None, ge=1, le=65_536, description="pairs per forward/backward chunk of a private discriminator step "
         "(memory only: the step, its clipping and its noise are unchanged; the Poisson batch is padded with masked "
         "pairs to whole chunks, so memory depends on this public size alone); None: the whole Poisson batch at "
-        "once. Non-private (ε = ∞) steps always take the whole batch")
+        "once. Non-private (ε = ∞) steps always take the whole batch",
+        json_schema_extra={"key_neutral": True})  # added later: cells at the default keep their keys
 
     @field_validator("g_width", "d_width")
     @classmethod

@@ -55,6 +55,18 @@ class MethodConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
+    def key_dump(self) -> dict[str, Any]:
+        """The resolved config as it enters a job's key: every field, except a field declared key-neutral
+        (``Field(..., json_schema_extra={"key_neutral": True})``) while it holds its default. A new field whose
+        default keeps the old behaviour is declared so, and every committed cell keeps its key; any other value
+        of it is in the key as usual."""
+        data = self.model_dump(mode="json")
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            if extra.get("key_neutral") and getattr(self, name) == field.get_default(call_default_factory=True):
+                data.pop(name, None)
+        return data
+
 
 class ConfigError(ValueError):
     """A method config that does not validate; the message names the key(s) and the valid keys."""

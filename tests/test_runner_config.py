@@ -394,3 +394,12 @@ def test_every_built_in_method_declares_its_privacy_plan():
     for name in ("dp-mepf", "dp-merf", "dp-gan", "dp-cgan"):
         cls = get_method(name)
         assert cls.privacy_plan(cls.Config(), 4000) is not None, name
+
+
+def test_a_key_neutral_field_leaves_the_key_at_its_default_and_enters_it_otherwise():
+    from dpgen_bench_baselines.dp_gan import DPGANConfig
+
+    default, chunked = DPGANConfig(), DPGANConfig(physical_batch_size=32)
+    assert "physical_batch_size" not in default.key_dump()
+    assert chunked.key_dump()["physical_batch_size"] == 32
+    assert {k: v for k, v in chunked.key_dump().items() if k != "physical_batch_size"} == default.key_dump()

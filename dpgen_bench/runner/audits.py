@@ -61,7 +61,7 @@ def _audit_plan(config: BenchConfig, method_configs: dict[str, Any]) -> tuple[li
     for method in config.methods:
         cls = get_method(method.name)
         setting = spec.methods.get(method.display)
-        resolved = method_configs[method.display].model_dump(mode="json")
+        resolved = method_configs[method.display].key_dump()
         public = method.public_data.model_dump(mode="json") if method.public_data is not None else None
         mc = {**resolved, **(setting.config if setting else {})}
         base = dict(dataset=config.dataset, split_seed=config.split_seed, test_fraction=config.test_fraction,

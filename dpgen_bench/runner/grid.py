@@ -19,7 +19,7 @@ def build_cells(config: BenchConfig, method_configs: dict[str, Any]) -> list[Cel
     for spec in config.methods:
         resolved = method_configs[spec.display]
         tuned_on = resolve_tuned_on(spec.tuned_on, get_method(spec.name).tuned_on, spec.config)
-        mc = resolved.model_dump(mode="json") if hasattr(resolved, "model_dump") else dict(resolved)
+        mc = resolved.key_dump() if hasattr(resolved, "key_dump") else dict(resolved)
         for eps in config.epsilons:
             for seed in config.seeds:
                 cells.append(
