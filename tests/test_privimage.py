@@ -227,3 +227,12 @@ def test_a_torchvision_classifier_with_local_weights_scores_the_pools_classes(tm
     torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), tmp_path / "w1k.pth")
     with pytest.raises(ValueError, match="w1k.pth.*6 output classes"):  # ImageNet's 1000-class head, 6-class pool
         public_classifier(pool, spec.model_copy(update={"weights": str(tmp_path / "w1k.pth")}), seed=0)
+
+
+def test_privimage_declares_paper_values_not_tuned_on_the_reported_data():
+    from dpgen_bench.registry import get_method
+    from dpgen_bench.runner.tuned_on import tuned_on_reported_data
+
+    assert get_method("privimage") is PrivImage and PrivImage.tuned_on == "paper"
+    assert tuned_on_reported_data(PrivImage.tuned_on, "mnist-5k", tuning_split=False) is False
+    assert PrivImage.Config().p_mean == -1.2  # not DPDM's CPU p_mean 1.0, which was chosen on mnist-5k
