@@ -419,14 +419,15 @@ class DPDM(GenerativeMethod):
         cfg = self.config
         if train.info.shape != self.info.shape:
             raise ValueError(f"training images have shape {train.info.shape}, the model was built for {self.info.shape}")
-        plan = self.privacy_plan(cfg, train.public_size())
-        (planned,) = plan(1.0)
+        plan = self.privacy_plan(cfg, train.public_size())  # what is calibrated: DP-SGD, plus any release before it
+        (planned,) = dpsgd_plan_from_settings(train.public_size(), cfg.batch_size, epochs=cfg.epochs)(1.0)
         q, total_steps = planned.sample_rate, planned.steps
         self.sample_rate = q
         if budget.is_private:
             self.capabilities.check_accountant(budget.accountant)
-        if self.context.public_data is not None:
-            self.net.load_state_dict(self.pretrained_state(self.context.public_data))
+        public = self.pretraining_data(train, budget, ledger)
+        if public is not None:
+            self.net.load_state_dict(self.pretrained_state(public))
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if cfg.ema_decay is not None else None
 
         net: nn.Module = self.net.train()
@@ -462,10 +463,16 @@ class DPDM(GenerativeMethod):
             if budget.is_private and counted[0] > 0:
                 ledger.record(
                     PoissonSubsampledGaussianEvent(self.noise_multiplier, q, counted[0]),
-                    f"dpdm: {counted[0]} DP-SGD steps (q={q:.6g}, sigma={self.noise_multiplier:.6g}, "
+                    f"{self.name}: {counted[0]} DP-SGD steps (q={q:.6g}, sigma={self.noise_multiplier:.6g}, "
                     f"C={cfg.max_grad_norm}, K={cfg.noise_multiplicity})",
                 )
         self.net.eval()
+
+    def pretraining_data(self, train: ImageDataset, budget: PrivacyBudget, ledger: PrivacyLedger) -> ImageDataset | None:
+        """The public data :meth:`fit` pre-trains on before its DP-SGD steps: ``context.public_data`` (None: no
+        pre-training). A subclass may derive it from the private data through a release it records in
+        ``ledger`` (PrivImage's semantic query), which :meth:`privacy_plan` must then declare."""
+        return self.context.public_data
 
     def _train_loop(self, net, opt, loader, draw_gen, total_steps: int, counted: list[int], private: bool,
                     batch_device: torch.device) -> None:

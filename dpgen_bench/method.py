@@ -297,6 +297,13 @@ class GenerativeMethod(ABC):
         return {}
 
     @classmethod
+    def required_files(cls, config: MethodConfig) -> dict[str, str]:
+        """Local files the method needs with ``config`` (e.g. pre-trained weights), as description → path. The
+        runner checks they exist before anything trains and refuses the run naming each missing one (exit 2).
+        Default: none."""
+        return {}
+
+    @classmethod
     def privacy_plan(cls, config: MethodConfig, nominal_size: int) -> Any:
         """σ → the events :meth:`fit` will record at noise multiplier σ on a private split of declared size
         n̂ = ``nominal_size`` (a :data:`~dpgen_bench.privacy.calibration.Plan`), or None if the method cannot

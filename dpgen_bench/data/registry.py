@@ -226,6 +226,11 @@ for _spec in (
     DatasetSpec(info=DatasetInfo("cifar10", 3, 32, 32, 10, tv.CIFAR10_NAMES), size=60_000, family="cifar10",
                 source=tv.CIFAR10, official=OfficialSplit(train_size=45_000, val_size=5_000, test_size=10_000),
                 description="CIFAR-10 60,000 RGB 32x32 images (50k + 10k pooled) via torchvision"),
+    DatasetSpec(info=DatasetInfo("imagenet32", 3, 32, 32, 1000), size=1_281_167, family="imagenet",
+                source=tv.IMAGENET32,
+                description="ImageNet's training images downsampled to 32x32 (Chrabaszcz et al. 2017), an image "
+                            "folder imagenet32/train/<wnid>/ under the data dir; public data (PrivImage), never "
+                            "downloaded"),
     *(
         DatasetSpec(info=DatasetInfo(f"celeba{px}", 3, px, px, 2, tv.CELEBA_NAMES), size=202_599, family="celeba",
                     source=tv.celeba(px), description=_celeba_description(px), official=_CELEBA_OFFICIAL)

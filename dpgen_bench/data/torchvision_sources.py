@@ -162,7 +162,32 @@ def _celeba_partition(root: Path) -> torch.Tensor | None:
     return torch.tensor([int(v) for v in rows[1::2]], dtype=torch.int64)
 
 
+def _read_imagenet32(root: Path, download: bool):
+    """ImageNet's 1,281,167 training images downsampled to 32×32 (Chrabaszcz et al. 2017), as an image folder
+    ``imagenet32/train/<wnid>/*`` (what DPImageBench reads for PrivImage); labels are the sorted wnids' indices,
+    torchvision's ImageNet class order. Never downloaded (ImageNet's licence): ``download`` is ignored."""
+    from torchvision import transforms
+    from tqdm import tqdm
+
+    cache = root / "imagenet32" / "dpgen_bench_imagenet32.pt"
+    if cache.is_file():
+        blob = torch.load(cache, weights_only=True)
+        return blob["images"], blob["labels"], torch.zeros(len(blob["labels"]), dtype=torch.bool)
+    tf = transforms.Compose([transforms.Resize(32), transforms.CenterCrop(32), transforms.PILToTensor()])
+    ds = _tv().ImageFolder(str(root / "imagenet32" / "train"), transform=tf)
+    loader = torch.utils.data.DataLoader(ds, batch_size=1024, num_workers=0)
+    images, labels = [], []
+    for x, y in tqdm(loader, desc="imagenet32: decoding", unit="batch"):
+        images.append(x)
+        labels.append(y.long())
+    blob = {"images": torch.cat(images), "labels": torch.cat(labels)}
+    with atomic_path(cache) as tmp:  # a killed decode must not leave a truncated cache behind
+        torch.save(blob, tmp)
+    return blob["images"], blob["labels"], torch.zeros(len(blob["labels"]), dtype=torch.bool)
+
+
 MNIST = TorchvisionSource("MNIST", "MNIST/raw", MNIST_FILES, _read_mnist_like("MNIST"))
+IMAGENET32 = TorchvisionSource("ImageFolder", "imagenet32", ("train/",), _read_imagenet32)
 FASHION_MNIST = TorchvisionSource("FashionMNIST", "FashionMNIST/raw", MNIST_FILES, _read_mnist_like("FashionMNIST"))
 CIFAR10 = TorchvisionSource("CIFAR10", "cifar-10-batches-py", CIFAR10_FILES, _read_cifar10)
 

@@ -13,7 +13,8 @@ from ..executors import CellRun, Executor, JobRun, make_executor, override_execu
 from ..jobs import RESULTS, Cell, ResultsStore
 from ..jobs.provenance import environment
 from ..files import write_atomic
-from .config import BenchConfig, ConfigFileError, attempt, check_environment, dump_config, resolve_methods
+from .config import (BenchConfig, ConfigFileError, attempt, check_environment, check_required_files, dump_config,
+                     resolve_methods)
 from .driver import JobSummary, RunInterrupted, _check_spawnable, job_run, open_executor, pending, run_jobs  # noqa: F401
 from .grid import build_cells
 
@@ -37,6 +38,8 @@ def prepare(config: BenchConfig) -> tuple[list[Cell], ResultsStore, dict[str, An
     problems: list[str] = []  # the config's problems and the machine's, reported together
     method_configs = attempt(problems, resolve_methods, config)
     attempt(problems, check_environment, config)
+    if method_configs is not None:
+        attempt(problems, check_required_files, config, method_configs)
     if problems:
         raise ConfigFileError(problems)
     cells = build_cells(config, method_configs)

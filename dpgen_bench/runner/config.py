@@ -721,6 +721,25 @@ def check_environment(config: BenchConfig) -> None:
         raise ConfigFileError(problems)
 
 
+def check_required_files(config: BenchConfig, method_configs: dict[str, Any]) -> None:
+    """ConfigFileError naming every local file a method entry needs (:meth:`GenerativeMethod.required_files`,
+    e.g. pre-trained weights) that does not exist."""
+    from pathlib import Path
+
+    from ..registry import get_method
+
+    missing = []
+    for i, spec in enumerate(config.methods):
+        method_config = method_configs.get(spec.display)
+        if method_config is None:
+            continue
+        for what, path in get_method(spec.name).required_files(method_config).items():
+            if not Path(path).expanduser().is_file():
+                missing.append(f"methods[{i}] ({spec.display}).config: {what} not found at {str(path)!r}")
+    if missing:
+        raise ConfigFileError(missing)
+
+
 def _check_public_files(config: BenchConfig) -> None:
     """ConfigFileError if a method entry's public dataset is not available (and may not be downloaded)."""
     from .. import data
