@@ -37,18 +37,15 @@ Privacy argument (add/remove-one neighbouring; the derivation is in ``docs/dp_fe
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 from tqdm.auto import tqdm
 
 from dpgen_bench.audit.broken import BrokenVariant
-from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
 from dpgen_bench.method import Capabilities
 from dpgen_bench.privacy.budget import PrivacyBudget
@@ -58,7 +55,7 @@ from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench.privacy.noise import gaussian_noise, public_generator, release_generator
 from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_plan_from_settings, sample_rate
 
-from .dpdm import DPDM, SUPPORTED_SIZES, DPDMConfig, make_private_denoiser
+from .dpdm import DPDM, SUPPORTED_SIZES, DPDMConfig
 
 
 class DPFETAConfig(DPDMConfig):
@@ -298,41 +295,8 @@ class DPFETA(DPDM):
 
     def _fine_tune(self, train: ImageDataset, sigma: float | None, q: float, total_steps: int,
                    ledger: PrivacyLedger) -> None:
-        """DPDM's DP-SGD phase at the jointly calibrated σ (None: non-private). The same steps as
-        :meth:`DPDM.fit` after its calibration, which cannot be called here: it calibrates DPDM's one-event plan."""
-        cfg = self.config
-        private = sigma is not None
-        self.sample_rate = q
-        self.ema = copy.deepcopy(self.net).requires_grad_(False) if cfg.ema_decay is not None else None
-        net: nn.Module = self.net.train()
-        opt: torch.optim.Optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        loader = poisson_loader(train, q) if private else poisson_loader(train, q, self.seed + 1)
-        draw_gen = release_generator(self.device) if private else public_generator(self.seed, "draws",
-                                                                                   device=self.device)
-        counted = [0]
-        if private:
-            self.noise_multiplier = sigma
-            net, opt, _ = make_private_denoiser(
-                net, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
-                expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode)
-            opacus_hook = opt.step_hook
-
-            def _count(o: Any) -> None:  # runs once per noised step
-                counted[0] += 1
-                if opacus_hook is not None:
-                    opacus_hook(o)
-
-            opt.attach_step_hook(_count)
-        self._net, self._opt = net, opt
-        try:
-            self._train_loop(net, opt, loader, draw_gen, total_steps, counted, private)
-        finally:
-            self.steps_taken = counted[0]
-            if private and counted[0] > 0:
-                ledger.record(PoissonSubsampledGaussianEvent(sigma, q, counted[0]),
-                              f"dp-feta: {counted[0]} DP-SGD steps (q={q:.6g}, sigma={sigma:.6g}, "
-                              f"C={cfg.max_grad_norm}, K={cfg.noise_multiplicity})")
-        self.net.eval()
+        """DPDM's DP-SGD phase (:meth:`DPDM._dp_sgd`) at the jointly calibrated σ (None: non-private)."""
+        self._dp_sgd(train, sigma, q, total_steps, ledger)
 
     # -- the mechanism audit (docs/audit.md, docs/dp_feta.md) -------------------------------------------
     def audit_release(self, train: ImageDataset, budget: PrivacyBudget,

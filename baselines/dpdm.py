@@ -428,21 +428,32 @@ class DPDM(GenerativeMethod):
         public = self.pretraining_data(train, budget, ledger)
         if public is not None:
             self.net.load_state_dict(self.pretrained_state(public))
+        sigma = float(calibrate(plan, budget)) if budget.is_private else None
+        self._dp_sgd(train, sigma, q, total_steps, ledger)
+
+    def _dp_sgd(self, train: ImageDataset, sigma: float | None, q: float, total_steps: int,
+                ledger: PrivacyLedger) -> None:
+        """The DP-SGD phase of :meth:`fit` from the current weights: ``total_steps`` Poisson-sampled steps at rate
+        ``q`` with noise multiplier ``sigma`` (calibrated by the caller for its whole plan; None: non-private, no
+        Opacus), recorded in ``ledger`` as one subsampled Gaussian event of the steps actually taken."""
+        cfg = self.config
+        private = sigma is not None
+        self.sample_rate = q
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if cfg.ema_decay is not None else None
 
         net: nn.Module = self.net.train()
         opt: torch.optim.Optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         # Batch selection, per-example draws and gradient noise are the mechanism's secret randomness.
-        loader = poisson_loader(train, q) if budget.is_private else poisson_loader(train, q, self.seed + 1)
+        loader = poisson_loader(train, q) if private else poisson_loader(train, q, self.seed + 1)
         # In fixed chunks the Poisson batch and its draws stay on the host: the device then holds one chunk of them
         # at a time, never an amount that follows the private batch size.
-        batch_device = torch.device("cpu") if budget.is_private and cfg.physical_batch_size is not None \
+        batch_device = torch.device("cpu") if private and cfg.physical_batch_size is not None \
             else torch.device(self.device)
-        draw_gen = release_generator(batch_device) if budget.is_private else public_generator(
+        draw_gen = release_generator(batch_device) if private else public_generator(
             self.seed, "draws", device=self.device)
         counted = [0]
-        if budget.is_private:
-            self.noise_multiplier = float(calibrate(plan, budget))
+        if private:
+            self.noise_multiplier = sigma
             net, opt, engine = make_private_denoiser(
                 net, opt, loader, noise_multiplier=self.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
                 expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode)
@@ -457,10 +468,10 @@ class DPDM(GenerativeMethod):
             opt.attach_step_hook(_count)
         self._net, self._opt = net, opt  # for tests
         try:
-            self._train_loop(net, opt, loader, draw_gen, total_steps, counted, budget.is_private, batch_device)
+            self._train_loop(net, opt, loader, draw_gen, total_steps, counted, private, batch_device)
         finally:
             self.steps_taken = counted[0]
-            if budget.is_private and counted[0] > 0:
+            if private and counted[0] > 0:
                 ledger.record(
                     PoissonSubsampledGaussianEvent(self.noise_multiplier, q, counted[0]),
                     f"{self.name}: {counted[0]} DP-SGD steps (q={q:.6g}, sigma={self.noise_multiplier:.6g}, "
