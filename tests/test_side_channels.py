@@ -50,7 +50,7 @@ def _rows(tmp_path, n: int, epsilon: float):
     out = tmp_path / f"n{n}-eps{epsilon}"
     config = {"dataset": NAME, "methods": [{"name": "toy-means"}], "epsilons": [epsilon], "delta": 1e-3,
               "seeds": [0], "evaluation": {"metrics": ["accuracy"], "n_samples": 20,
-                                           "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5, "logreg_max_iter": 20}},
+                                           "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5, "logreg_max_iter": 20}}},
               "output_dir": str(out), "plugins": ["runner_toy"]}
     run_benchmark(parse_config(config), progress=False, render=False)
     return ResultsStore(out).frame()
