@@ -141,7 +141,7 @@ def tiny_config(output_dir, **changes) -> dict:
         "evaluation": {
             "metrics": ["accuracy", "fd-digitcnn"],
             "n_samples": 100,
-            "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 10, "logreg_max_iter": 50},
+            "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 10, "logreg_max_iter": 50}},
         },
         "output_dir": str(output_dir),
         "plugins": ["runner_toy"],

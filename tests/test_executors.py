@@ -28,8 +28,8 @@ from dpgen_bench.runner.store import ResultsStore
 pytestmark = pytest.mark.slow
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
-CHEAP_EVAL = {"metrics": ["accuracy"], "n_samples": 50, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5,
-                                                                    "logreg_max_iter": 50}}
+CHEAP_EVAL = {"metrics": ["accuracy"], "n_samples": 50, "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5,
+                                                                    "logreg_max_iter": 50}}}
 # Columns that must not depend on where a cell ran. Values at ε = ∞ are deterministic (no release noise); at a
 # finite ε the release noise is fresh OS entropy by design, so only the calibrated spend is compared there.
 SAME = ["cell_key", "status", "dataset", "method", "method_config_hash", "target_epsilon", "spent_epsilon", "delta",

@@ -217,7 +217,7 @@ def test_a_registered_dataset_and_accountant_run_a_tiny_benchmark(toy_dataset, t
     config = runner_toy.tiny_config(
         out, dataset=TOY_DATASET, accountant=TOY_ACCOUNTANT, methods=[{"name": "toy-means"}], epsilons=[2.0],
         seeds=[0], evaluation={"metrics": ["accuracy"], "n_samples": 20,
-                               "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 10, "logreg_max_iter": 50}},
+                               "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 10, "logreg_max_iter": 50}}},
     )
     summary = run_benchmark(parse_config(config), progress=False, render=False)
     assert summary.failed == [] and len(summary.ran) == 1

@@ -51,7 +51,8 @@ def test_a_registered_metric_is_listed_with_its_results_direction_and_space(gap_
     assert main(["list"]) == 0
     metrics_section = capsys.readouterr().out.partition("\nMetrics")[2]
     rows = {line.split()[0]: line.split() for line in metrics_section.splitlines() if line.strip()}
-    assert rows.get(GAP) == [GAP, GAP, "lower", "pixels"]  # metric, results, direction, feature space
+    assert rows.get(GAP) == [GAP, GAP, "lower", "pixels", "-"]  # metric, results, direction, feature space, options
+    assert rows.get("prdc")[-2:] == ["k=5,", "space='effnet'"]  # the options a metric declares, with defaults
 
 
 def test_a_registered_metric_is_computed_in_pixel_space_with_its_declared_direction(gap_metric):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from dpgen_bench.data import ImageDataset
-from dpgen_bench.metrics.accuracy import AccuracyConfig, cnn_accuracy, logreg_accuracy, mlp_accuracy
+from dpgen_bench.metrics.accuracy import AccuracyOptions, cnn_accuracy, logreg_accuracy, mlp_accuracy
 
-FAST = AccuracyConfig(logreg_max_iter=100, mlp_max_iter=30, cnn_epochs=2, cnn_width=8)
+FAST = AccuracyOptions(logreg_max_iter=100, mlp_max_iter=30, cnn_epochs=2, cnn_width=8)
 
 
 def _shuffled(ds: ImageDataset, seed: int = 0) -> ImageDataset:
@@ -17,26 +17,26 @@ def _shuffled(ds: ImageDataset, seed: int = 0) -> ImageDataset:
 
 
 def test_logreg_real_train_to_real_test_on_mnist5k_is_well_above_80_percent(mnist5k_splits):
-    acc = logreg_accuracy(mnist5k_splits.train, mnist5k_splits.test, seed=0, config=FAST)
+    acc = logreg_accuracy(mnist5k_splits.train, mnist5k_splits.test, seed=0, options=FAST)
     assert acc > 0.85
 
 
 @pytest.mark.parametrize("fn", [logreg_accuracy, mlp_accuracy, cnn_accuracy], ids=["logreg", "mlp", "cnn"])
 def test_label_shuffled_synthetic_training_data_gives_near_chance_accuracy(mnist5k_splits, fn):
     train = _shuffled(mnist5k_splits.train.subset(torch.arange(0, 4000, 2)))
-    acc = fn(train, mnist5k_splits.test, seed=0, config=FAST)
+    acc = fn(train, mnist5k_splits.test, seed=0, options=FAST)
     assert acc < 0.2  # chance is 0.1
 
 
 def test_small_cnn_learns_real_digits(mnist5k_splits):
     train = mnist5k_splits.train.subset(torch.arange(0, 4000, 2))
-    acc = cnn_accuracy(train, mnist5k_splits.test, seed=3, config=AccuracyConfig(cnn_epochs=4, cnn_width=8))
+    acc = cnn_accuracy(train, mnist5k_splits.test, seed=3, options=AccuracyOptions(cnn_epochs=4, cnn_width=8))
     assert acc > 0.8
 
 
 def test_small_cnn_accuracy_is_deterministic_for_a_seed(mnist5k_splits):
     train = mnist5k_splits.train.subset(torch.arange(0, 4000, 10))
-    runs = [cnn_accuracy(train, mnist5k_splits.test, seed=s, config=FAST) for s in (5, 5, 6)]
+    runs = [cnn_accuracy(train, mnist5k_splits.test, seed=s, options=FAST) for s in (5, 5, 6)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]  # the seed is actually used
 

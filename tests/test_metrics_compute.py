@@ -16,10 +16,10 @@ from dpgen_bench.metrics import (
     compute_metrics,
     list_metrics,
 )
-from dpgen_bench.metrics.accuracy import AccuracyConfig
+from dpgen_bench.metrics.accuracy import AccuracyOptions
 from dpgen_bench.metrics.frechet_metrics import frechet_names
 
-FAST = AccuracyConfig(logreg_max_iter=50, mlp_max_iter=10, cnn_epochs=1, cnn_width=4)
+FAST = AccuracyOptions(logreg_max_iter=50, mlp_max_iter=10, cnn_epochs=1, cnn_width=4)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def test_every_metric_a_shipped_config_names_is_registered():
 
 def test_names_expand_to_result_names_with_directions_and_sample_counts(real_and_fake):
     real, fake = real_and_fake
-    res = compute_metrics(["fd-digitcnn", "accuracy", "prdc"], real, fake, accuracy_config=FAST, prdc_space="digitcnn")
+    res = compute_metrics(["fd-digitcnn", "accuracy", "prdc"], real, fake,
+                          options={"accuracy": FAST, "prdc": {"space": "digitcnn"}})
     assert [r.name for r in res] == [
         "FD-digitcnn", "acc-logreg", "acc-mlp", "acc-cnn", "precision", "recall", "density", "coverage"
     ]

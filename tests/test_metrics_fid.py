@@ -110,3 +110,19 @@ def test_compute_metrics_fid_runs_end_to_end_on_given_weights(tmp_path, random_i
     assert res.name == "FID" and res.value is not None and res.value > 0
     assert res.extractor == "inception-v3-tf-2015-12-05" and (res.n_real, res.n_fake) == (5, 4)
     assert "tf1-bilinear" in res.details["resize"] and "uint8" in res.details["input"]
+
+
+def test_class_logits_on_pool_features_are_torch_fidelitys_own_logits(random_inception):
+    """The IS head reuses the FID pool features; it must give what torch-fidelity's network outputs itself
+    (``logits_unbiased``: pool @ W, the original IS code's; ``logits``: with the bias, pytorch-fid's fc)."""
+    x = (torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 255).round().to(torch.uint8)
+    net = random_inception.net
+    kept = net.features_list
+    net.features_list = ["2048", "logits_unbiased", "logits"]
+    try:
+        pool, unbiased, biased = net(x)
+    finally:
+        net.features_list = kept
+    torch.testing.assert_close(random_inception.class_logits(pool), unbiased)
+    torch.testing.assert_close(random_inception.class_logits(pool, bias=True), biased)
+    assert unbiased.shape == (2, 1008) and not torch.allclose(unbiased, biased)

@@ -70,9 +70,10 @@ MALFORMED = [
     ("accountant set inside a method", lambda c: _set(c, "methods.0.config", {"accountant": "rdp"}), "may not set ['accountant']"),
     ("method cannot handle dataset", lambda c: {**c, "dataset": "cifar10"}, "cannot handle dataset 'cifar10'"),
     ("two methods with one label", lambda c: {**c, "methods": [{"name": "toy-means"}, {"name": "toy-means"}]}, "label(s) ['toy-means'] used twice"),
-    ("unknown metric", lambda c: _set(c, "evaluation.metrics", ["fid", "is"]), "unknown metric(s) ['is']"),
+    ("unknown metric", lambda c: _set(c, "evaluation.metrics", ["fid", "kid"]), "unknown metric(s) ['kid']"),
     ("per-metric count for a metric not run", lambda c: _set(c, "evaluation.n_samples_per_metric", {"fid": 10}), "n_samples_per_metric"),
-    ("unknown classifier budget", lambda c: _set(c, "evaluation.accuracy", {"cnn_epoch": 1}), "cnn_epoch"),
+    ("unknown classifier budget", lambda c: _set(c, "evaluation.options", {"accuracy": {"cnn_epoch": 1}}),
+     "metric 'accuracy': no option 'cnn_epoch'; valid options: logreg_max_iter=100"),
     ("device not a device", lambda c: {**c, "device": "gpu0"}, "device"),
     ("plugin not importable", lambda c: {**c, "plugins": ["no_such_module_xyz"]}, "no_such_module_xyz"),
 ]
@@ -151,12 +152,12 @@ def test_a_valid_schema_reports_every_method_metric_and_machine_problem_at_once(
     config = runner_toy.tiny_config(tmp_path / "FILE" / "out")
     config["methods"][0]["config"] = {"spred": 0.1}
     config["methods"][1]["name"] = "dp-nope"
-    config["evaluation"]["metrics"] = ["accuracy", "is"]
+    config["evaluation"]["metrics"] = ["accuracy", "kid"]
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["run", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    for named in ("'spred'", "unknown method 'dp-nope'", "unknown metric(s) ['is']", "which is a file"):
+    for named in ("'spred'", "unknown method 'dp-nope'", "unknown metric(s) ['kid']", "which is a file"):
         assert named in err, (named, err)
     assert "(4 problems)" in err
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def finished(tmp_path):
     config = runner_toy.tiny_config(tmp_path / "out", epsilons=[1], seeds=[0, 1], methods=[{"name": "toy-means"}],
                                     evaluation={"metrics": ["accuracy"], "n_samples": 60,
-                                                "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}})
+                                                "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}})
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(config))
     summary = run_benchmark(parse_config(config), progress=False)
     assert len(summary.ran) == 2 and not summary.failed

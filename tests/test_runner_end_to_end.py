@@ -154,7 +154,7 @@ def test_force_recomputes_finished_cells(tmp_path):
     one = parse_config(
         runner_toy.tiny_config(
             tmp_path, methods=[{"name": "toy-means"}], epsilons=[1], seeds=[0],
-            evaluation={"metrics": ["accuracy"], "n_samples": 60, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}},
+            evaluation={"metrics": ["accuracy"], "n_samples": 60, "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}},
         )
     )
     assert len(run_benchmark(one, progress=False, render=False).ran) == 1
@@ -169,7 +169,7 @@ def test_results_csv_describes_the_grid_of_the_saved_config(tmp_path):
     (like config.yaml) describes only the grid that was just run."""
     base = runner_toy.tiny_config(
         tmp_path, methods=[{"name": "toy-means"}], epsilons=[1], seeds=[0],
-        evaluation={"metrics": ["accuracy"], "n_samples": 60, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}},
+        evaluation={"metrics": ["accuracy"], "n_samples": 60, "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}},
     )
     run_benchmark(parse_config(base), progress=False, render=False)
     changed = {**base, "methods": [{"name": "toy-means", "config": {"spread": 0.2}}]}
@@ -207,7 +207,7 @@ def test_failing_cells_are_recorded_and_the_rest_still_run(tmp_path, capsys):
             {"name": "toy-global", "config": {"overspend": True}},
         ],
         epsilons=[1],
-        evaluation={"metrics": ["accuracy"], "n_samples": 60, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}},
+        evaluation={"metrics": ["accuracy"], "n_samples": 60, "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}},
     )
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -235,7 +235,7 @@ def test_parallel_jobs_write_one_complete_store(tmp_path):
             tmp_path / "out",
             epsilons=[float("inf")],  # non-private: each worker's peak memory is recorded (private rows withhold it)
             seeds=[0],
-            evaluation={"metrics": ["accuracy"], "n_samples": 60, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}},
+            evaluation={"metrics": ["accuracy"], "n_samples": 60, "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}},
         )
     )
     summary = run_benchmark(config, jobs=2, progress=False, render=False)

@@ -61,7 +61,7 @@ def _start_run(tmp_path: Path, jobs: int, cells_eps: list[float]) -> tuple[subpr
         methods=[{"name": "toy-means", "config": {"sleep_s": 1.5}}],
         epsilons=cells_eps,
         seeds=[0, 1],
-        evaluation={"metrics": ["accuracy"], "n_samples": 50, "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}},
+        evaluation={"metrics": ["accuracy"], "n_samples": 50, "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}},
     )
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -36,7 +36,7 @@ def test_comparison_gives_the_difference_and_judges_it_against_the_measured_seed
 def test_report_prints_the_table_with_spend_and_compares_with_the_reference(tmp_path):
     config = runner_toy.tiny_config(tmp_path / "runs" / "tiny", epsilons=[1], seeds=[0], methods=[{"name": "toy-means"}],
                                     evaluation={"metrics": ["accuracy"], "n_samples": 60,
-                                                "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}})
+                                                "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}})
     run_benchmark(parse_config(config), progress=False, render=False)
     repo = tmp_path / "repo"
     assert reference_dir(tmp_path / "runs" / "tiny", repo) is None and "Compared" not in run_report(

@@ -80,7 +80,7 @@ def _rows(tmp_path, n: int, epsilon: float, method: str = "toy-means", capfd=Non
     out = tmp_path / f"n{n}-eps{epsilon}-{method}"
     config = {"dataset": NAME, "methods": [{"name": method}], "epsilons": [epsilon], "delta": 1e-3,
               "seeds": [0], "evaluation": {"metrics": ["accuracy"], "n_samples": 20,
-                                           "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5, "logreg_max_iter": 20}},
+                                           "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5, "logreg_max_iter": 20}}},
               "output_dir": str(out), "plugins": ["runner_toy"]}
     if capfd is not None:
         capfd.readouterr()

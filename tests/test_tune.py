@@ -15,7 +15,7 @@ from dpgen_bench.runner.config import ConfigFileError, parse_config
 from dpgen_bench.runner.tune import load_chosen, run_tune
 
 EVAL = {"metrics": ["accuracy"], "n_samples": 60,
-        "accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5, "logreg_max_iter": 30}}
+        "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5, "logreg_max_iter": 30}}}
 
 
 def _config(tmp_path, **tune) -> dict:

@@ -268,6 +268,38 @@ MUTATIONS += [  # the audit seams (docs/audit.md "Broken variants") and DPDM's a
    '        return one.expand(m, -1, -1).contiguous()',
    ["tests/test_audit_dpdm.py", "-k", "canary_moves"]),
 ]
+MUTATIONS += [  # metric options (each metric declares and validates its own) and the Inception Score
+  ("MO1 a metric's options never reach its compute function", "dpgen_bench/metrics/base.py",
+   "else self.compute(ctx, parsed)", "else self.compute(ctx, self.options_model())",
+   ["tests/test_metric_options.py::test_a_metric_receives_its_own_validated_options"]),
+  ("MO2 unknown options silently ignored", "dpgen_bench/metrics/base.py",
+   'model_config = ConfigDict(extra="forbid", frozen=True)', 'model_config = ConfigDict(extra="ignore", frozen=True)',
+   ["tests/test_metric_options.py", "-k", "bad_option"]),
+  ("MO3 options of other metrics left out of the cell key", "dpgen_bench/jobs/evaluation.py",
+   '        if others:\n', '        if False:\n',
+   ["tests/test_metric_options.py::test_options_enter_the_cell_key_and_the_older_spelling_gives_the_same_key"]),
+  ("MO4 older --set paths not rewritten", "dpgen_bench/runner/config.py",
+   "    keys = newer_path(keys)", "    keys = keys",
+   ["tests/test_metric_options.py", "-k", "set_paths"]),
+  ("IS1 IS over one split whatever splits says", "dpgen_bench/metrics/inception_score.py",
+   "splits=splits, shuffle=True", "splits=1, shuffle=True",
+   ["tests/test_metrics_inception_score.py", "-k", "mean_over_splits"]),
+  ("IS2 IS double softmax (probabilities read as logits)", "dpgen_bench/metrics/inception_score.py",
+   'isc_features_to_metric(logits.detach().to("cpu")', 'isc_features_to_metric(logits.detach().to("cpu").softmax(1)',
+   ["tests/test_metrics_inception_score.py", "-k", "balanced_classes_score_c"]),
+  ("IS3 IS ignores its bias option", "dpgen_bench/metrics/inception_score.py",
+   "bias=options.bias)", "bias=False)",
+   ["tests/test_metrics_inception_score.py", "-k", "classifier_head"]),
+  ("IS4 IS without the weights reported as 0", "dpgen_bench/metrics/inception_score.py",
+   '        return {"IS": Measurement.missing(reason, details)}', '        return {"IS": Measurement(0.0, details=details)}',
+   ["tests/test_metrics_inception_score.py", "-k", "missing"]),
+  ("IS5 DPImageBench IS without the head's bias", "dpgen_bench/metrics/dpimagebench.py",
+   'IS_OPTIONS = {"splits": 1, "bias": True}', 'IS_OPTIONS = {"splits": 1, "bias": False}',
+   ["tests/test_metrics_inception_score.py", "-k", "dpimagebench_reports"]),
+  ("IS6 class_logits drops the bias", "dpgen_bench/metrics/fid.py",
+   "return logits + fc.bias.unsqueeze(0) if bias else logits", "return logits",
+   ["tests/test_metrics_fid.py::test_class_logits_on_pool_features_are_torch_fidelitys_own_logits"]),
+]
 only = sys.argv[1:]
 for name, path, old, new, tests in MUTATIONS:
     if only and not any(name.startswith(o) for o in only):

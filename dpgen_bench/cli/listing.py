@@ -107,7 +107,8 @@ def datasets_rows(data_dir: Path | None) -> list[dict]:
 
 
 def metrics_rows() -> list[dict]:
-    """One row per registered metric: config name, result names, direction(s), feature space."""
+    """One row per registered metric: config name, result names, direction(s), feature space, and the options it
+    takes with their defaults (``evaluation.options.<metric>`` in a config)."""
     from ..metrics import METRICS
 
     rows = []
@@ -119,6 +120,7 @@ def metrics_rows() -> list[dict]:
             # one word when all results agree, else one per result, in the order of "results"
             "direction": directions[0] if len(set(directions)) == 1 else ", ".join(directions),
             "feature space": unit.feature_space or (f"option {unit.space_option}" if unit.space_option else "pixels"),
+            "options": unit.options_model.describe(),
         })
     return rows
 

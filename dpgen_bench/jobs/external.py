@@ -131,7 +131,7 @@ class ExternalEvaluation(Job):
 
     def key_data(self) -> dict[str, Any]:
         return {"external": self.digest, "dataset": self.dataset, "split_seed": self.split_seed,
-                "test_fraction": self.test_fraction, "evaluation": self.evaluation.model_dump(mode="json"),
+                "test_fraction": self.test_fraction, "evaluation": self.evaluation.key_data(),
                 "label": self.label, "claimed_epsilon": self.claimed_epsilon}
 
     @property

@@ -101,7 +101,7 @@ class Cell(MethodJob):
         if self.tuning_split:  # only then, for the same reason
             data["tuning_split"] = True
         data["method_config"] = dict(self.method_config)
-        data["evaluation"] = self.evaluation.model_dump(mode="json")
+        data["evaluation"] = self.evaluation.key_data()
         if self.evaluation.protocol == "dpgen-bench":  # the default protocol's cells keep the keys they always had
             for key in ("protocol", "selection", "dpimagebench"):
                 data["evaluation"].pop(key)
@@ -218,7 +218,6 @@ def evaluate_samples(
     The ``dpimagebench`` protocol also needs the sensitive ``train`` split (FID / precision / recall reference)
     and, for ``sensitive-val`` selection, the ``val`` split (``split: official``)."""
     from ..metrics import MetricSkippedWarning, compute_metrics
-    from ..metrics.accuracy import AccuracyConfig
 
     if evaluation.protocol == "dpimagebench":
         from ..metrics import dpimagebench
@@ -245,8 +244,8 @@ def evaluate_samples(
             warnings.simplefilter("ignore", MetricSkippedWarning)
             results = compute_metrics(
                 names, real, synthetic, train_extractor=train_extractor, cache_dir=str(Path(root) / "cache"),
-                device=device, seed=seed, progress=progress, accuracy_config=AccuracyConfig(**evaluation.accuracy),
-                prdc_k=evaluation.prdc_k, prdc_space=evaluation.prdc_space, fid_weights_path=evaluation.fid_weights_path,
+                device=device, seed=seed, progress=progress, fid_weights_path=evaluation.fid_weights_path,
+                options={m: o for m, o in evaluation.options.items() if m in names},
             )
         rows.extend(_metric_row(m) for m in results)
     return rows

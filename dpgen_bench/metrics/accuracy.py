@@ -7,37 +7,48 @@ Three classifiers, each reported separately (accuracy in [0, 1], higher is bette
 * ``cnn``    — a small torch CNN (two conv blocks + linear head) trained with Adam.
 
 Everything is seeded, so a given (synthetic, real) pair always yields the same numbers. The metric unit
-``accuracy`` (→ ``acc-logreg``, ``acc-mlp``, ``acc-cnn``) is at the end of this module.
+``accuracy`` (→ ``acc-logreg``, ``acc-mlp``, ``acc-cnn``) is at the end of this module; its options
+(:class:`AccuracyOptions`, ``evaluation.options.accuracy`` in a config) are the classifiers' training budgets.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.types import ImageDataset
-from .base import Measurement, register_metric
+from .base import Measurement, MetricOptions, register_metric
 from .context import MetricContext
 
 CLASSIFIERS = ("logreg", "mlp", "cnn")
 
+_Count = Annotated[int, Field(gt=0, strict=True)]  # strict: 2.5 or true is an error, not silently 2 or 1
 
-@dataclass(frozen=True)
-class AccuracyConfig:
-    """Training budgets. Defaults are sized for ≤ 10k images of ≤ 32×32 on a CPU in well under a minute each."""
 
-    logreg_max_iter: int = 100
-    mlp_hidden: int = 128
-    mlp_max_iter: int = 100
-    cnn_epochs: int = 5
-    cnn_batch_size: int = 64
-    cnn_lr: float = 3e-3
-    cnn_width: int = 32
+class AccuracyOptions(MetricOptions):
+    """Training budgets. Defaults are sized for ≤ 10k images of ≤ 32×32 on a CPU in well under a minute each
+    (not tuned on any reported split)."""
+
+    logreg_max_iter: _Count = 100
+    """lbfgs iterations of the logistic regression."""
+    mlp_hidden: _Count = 128
+    """Hidden ReLU units of the MLP."""
+    mlp_max_iter: _Count = 100
+    """Adam epochs of the MLP."""
+    cnn_epochs: _Count = 5
+    """Epochs of the small CNN."""
+    cnn_batch_size: _Count = 64
+    """Batch size of the small CNN."""
+    cnn_lr: Annotated[float, Field(gt=0, strict=True)] = 3e-3
+    """Adam learning rate of the small CNN."""
+    cnn_width: _Count = 32
+    """Channels of the CNN's first conv (the second has twice as many)."""
 
 
 def _flat(ds: ImageDataset) -> np.ndarray:
@@ -53,12 +64,12 @@ def _check_pair(train: ImageDataset, test: ImageDataset) -> None:
         raise ValueError("the synthetic training set must contain at least 2 classes to train a classifier")
 
 
-def logreg_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, config: AccuracyConfig = AccuracyConfig()) -> float:
+def logreg_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, options: AccuracyOptions = AccuracyOptions()) -> float:
     from sklearn.exceptions import ConvergenceWarning  # on use: `dpgen-bench list` stays cheap
     from sklearn.linear_model import LogisticRegression
 
     _check_pair(train, test)
-    clf = LogisticRegression(max_iter=config.logreg_max_iter, random_state=seed)
+    clf = LogisticRegression(max_iter=options.logreg_max_iter, random_state=seed)
     with warnings.catch_warnings():
         # A capped iteration budget is a deliberate, recorded choice, not an error.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -66,7 +77,7 @@ def logreg_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, conf
     return float((clf.predict(_flat(test)) == test.labels.numpy()).mean())
 
 
-def mlp_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, config: AccuracyConfig = AccuracyConfig()) -> float:
+def mlp_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, options: AccuracyOptions = AccuracyOptions()) -> float:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -74,8 +85,8 @@ def mlp_accuracy(train: ImageDataset, test: ImageDataset, seed: int = 0, config:
     # Early stopping needs a validation slice with every class; fall back to a fixed budget on tiny sets.
     early = len(train) >= 200
     clf = MLPClassifier(
-        hidden_layer_sizes=(config.mlp_hidden,),
-        max_iter=config.mlp_max_iter,
+        hidden_layer_sizes=(options.mlp_hidden,),
+        max_iter=options.mlp_max_iter,
         early_stopping=early,
         random_state=seed,
     )
@@ -110,7 +121,7 @@ def cnn_accuracy(
     train: ImageDataset,
     test: ImageDataset,
     seed: int = 0,
-    config: AccuracyConfig = AccuracyConfig(),
+    options: AccuracyOptions = AccuracyOptions(),
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> float:
@@ -120,15 +131,15 @@ def cnn_accuracy(
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's global RNG
         torch.manual_seed(seed)
-        model = SmallCNN(train.images.shape[1], num_classes, config.cnn_width).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.cnn_lr)
+        model = SmallCNN(train.images.shape[1], num_classes, options.cnn_width).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=options.cnn_lr)
     x_train = train.images.detach().float().cpu()
     y_train = train.labels.cpu()
     model.train()
-    for _ in tqdm(range(config.cnn_epochs), desc="acc-cnn", disable=not progress, leave=False):
+    for _ in tqdm(range(options.cnn_epochs), desc="acc-cnn", disable=not progress, leave=False):
         order = torch.randperm(len(x_train), generator=gen)
-        for start in range(0, len(order), config.cnn_batch_size):
-            idx = order[start : start + config.cnn_batch_size]
+        for start in range(0, len(order), options.cnn_batch_size):
+            idx = order[start : start + options.cnn_batch_size]
             loss = nn.functional.cross_entropy(model(x_train[idx].to(device)), y_train[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -154,16 +165,17 @@ def _unusable_labels(fake: ImageDataset, real: ImageDataset) -> str | None:
     return None
 
 
-@register_metric("accuracy", results={"acc-logreg": "higher", "acc-mlp": "higher", "acc-cnn": "higher"})
-def accuracy_metric(ctx: MetricContext) -> dict[str, Measurement]:
+@register_metric("accuracy", results={"acc-logreg": "higher", "acc-mlp": "higher", "acc-cnn": "higher"},
+                 options=AccuracyOptions)
+def accuracy_metric(ctx: MetricContext, options: AccuracyOptions) -> dict[str, Measurement]:
     """Accuracy in [0, 1] on the real split of each classifier trained on the synthetic set."""
-    real, fake, seed, config = ctx.real, ctx.synthetic, ctx.seed, ctx.accuracy_config
+    real, fake, seed = ctx.real, ctx.synthetic, ctx.seed
     classifiers = {
-        "acc-logreg": ("sklearn LogisticRegression(lbfgs) on pixels", lambda: logreg_accuracy(fake, real, seed, config)),
-        "acc-mlp": (f"sklearn MLPClassifier({config.mlp_hidden},) on pixels", lambda: mlp_accuracy(fake, real, seed, config)),
+        "acc-logreg": ("sklearn LogisticRegression(lbfgs) on pixels", lambda: logreg_accuracy(fake, real, seed, options)),
+        "acc-mlp": (f"sklearn MLPClassifier({options.mlp_hidden},) on pixels", lambda: mlp_accuracy(fake, real, seed, options)),
         "acc-cnn": (
-            f"torch SmallCNN(width={config.cnn_width}), {config.cnn_epochs} epochs Adam",
-            lambda: cnn_accuracy(fake, real, seed, config, device=ctx.device, progress=ctx.progress),
+            f"torch SmallCNN(width={options.cnn_width}), {options.cnn_epochs} epochs Adam",
+            lambda: cnn_accuracy(fake, real, seed, options, device=ctx.device, progress=ctx.progress),
         ),
     }
     reason = _unusable_labels(fake, real)

@@ -1,5 +1,7 @@
-"""The shared context of one ``compute_metrics`` call: the two image sets, the options, and a memo of
-feature extractors and features, so that metrics in the same space (FD-effnet and PRDC) extract once.
+"""The shared context of one ``compute_metrics`` call: the two image sets, what every metric may use (device,
+seed, caches, where the Inception weights are) and a memo of feature extractors and features, so that metrics in
+the same space (FD-effnet and PRDC; FID and IS) extract once. Options of a single metric are not here: each metric
+declares its own (:class:`~dpgen_bench.metrics.base.MetricOptions`).
 
 Feature spaces (:mod:`.feature_spaces`) are imported on first use, not at import time: listing metrics
 (``dpgen-bench list``) must not load the feature extractors and their weights.
@@ -17,7 +19,6 @@ from ..data.types import ImageDataset
 
 if TYPE_CHECKING:
     from ..features.base import FeatureExtractor
-    from .accuracy import AccuracyConfig
     from .feature_spaces import FeatureSpace
 
 Which = Literal["real", "synthetic"]
@@ -33,24 +34,24 @@ def _check_images(ds: ImageDataset, role: str) -> None:
 
 @dataclass
 class MetricContext:
-    """What every metric's compute function may use. Built by ``compute_metrics``, which documents the
-    options; the inputs are checked on construction (non-empty, images in [0, 1], equal image shapes).
+    """What every metric's compute function may use. Built by ``compute_metrics``; the inputs are checked on
+    construction (non-empty, images in [0, 1], equal image shapes).
 
-    ``real``: the real test split; ``synthetic``: the generated set (``meta["labelled"] is False`` or negative
-    labels: unlabelled). ``train_extractor``: the extractor the method trained on, or None.
+    ``real``: the real reference split; ``synthetic``: the generated set (``meta["labelled"] is False`` or negative
+    labels: unlabelled). ``seed``: fixes any training a metric does. ``cache_dir``: where real-split feature
+    statistics are cached (None: no cache). ``fid_weights_path``: the Inception-v3 checkpoint of the Inception
+    space, shared by every metric computed in it (FID, IS); None: torch hub cache, downloaded once if the network
+    allows. ``train_extractor``: the extractor the method trained on, or None.
     """
 
     real: ImageDataset
     synthetic: ImageDataset
-    device: str
-    seed: int
-    cache_dir: str | Path | None
-    progress: bool
-    prdc_k: int
-    prdc_space: str
-    accuracy_config: AccuracyConfig
-    fid_weights_path: str | Path | None
-    train_extractor: str | None
+    device: str = "cpu"
+    seed: int = 0
+    cache_dir: str | Path | None = None
+    progress: bool = False
+    fid_weights_path: str | Path | None = None
+    train_extractor: str | None = None
     _extractors: dict[str, FeatureExtractor] = field(default_factory=dict, init=False, repr=False)
     _features: dict[tuple[str, Which], torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 

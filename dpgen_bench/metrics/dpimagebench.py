@@ -12,7 +12,8 @@ What DPImageBench's code does (commit 565f8d7, ``evaluation/evaluator.py``), rep
   accuracy at the epoch of best validation accuracy (ties: the later epoch), and the reported number is the
   mean over the classifiers;
 * FID of all synthetic images against the *sensitive train split* (Inception pool features), precision and
-  recall with k = 4 against the same train features.
+  recall with k = 4 against the same train features, and the Inception Score of the synthetic images (one
+  split, the classifier head's logits with its bias: :mod:`.inception_score`).
 
 Selection modes, reported under different result names:
 
@@ -44,7 +45,8 @@ from .protocol_classifiers import CIFAR_CLASSIFIERS, DEFAULT_CLASSIFIERS, Classi
 PROTOCOL = "dpimagebench"
 SELECTIONS = ("synthetic-val", "sensitive-val")
 PROTOCOL_METRICS = ("accuracy", "fid", "prdc")
-"""What ``evaluation.metrics`` may name under this protocol: the classifiers, FID vs train, precision/recall."""
+"""What ``evaluation.metrics`` may name under this protocol: the classifiers, FID vs train (with IS),
+precision/recall."""
 N_SYNTHETIC = 60_000
 SYNTHETIC_VAL = 5_000
 PR_K = 4
@@ -261,43 +263,39 @@ def accuracy_results(synthetic: ImageDataset, test: ImageDataset, val: ImageData
     return out
 
 
-def _missing(name: str, reason: str, synthetic: ImageDataset, real: ImageDataset, direction: str = "higher",
-             extractor: str | None = None) -> MetricResult:
-    return MetricResult(name, None, direction, len(real), len(synthetic), extractor=extractor, missing_reason=reason,
+def _missing(name: str, reason: str, synthetic: ImageDataset, real: ImageDataset) -> MetricResult:
+    return MetricResult(name, None, "higher", len(real), len(synthetic), missing_reason=reason,
                         details={"protocol": PROTOCOL})
+
+
+IS_OPTIONS = {"splits": 1, "bias": True}
+"""DPImageBench's Inception Score (``compute_inception_score_from_logits(softmax(fc(pool)))``): one split, the
+logits of pytorch-fid's ``fc`` with its bias."""
+PR_OPTIONS = {"k": PR_K, "space": "inception"}
+"""DPImageBench's precision/recall: k = 4 in Inception pool features, against the train split."""
+_TRAIN_NAMES = {"FID": "FID-train", "precision": "precision-train", "recall": "recall-train"}
 
 
 def fidelity_results(names: list[str], synthetic: ImageDataset, train: ImageDataset, *, device: str = "cpu",
                      cache_dir: str | Path | None = None, fid_weights_path: str | Path | None = None,
                      train_extractor: str | None = None, progress: bool = False) -> list[MetricResult]:
-    """``FID-train`` (``fid``) and ``precision-train`` / ``recall-train`` with k = 4 (``prdc``), all in Inception
-    space against the sensitive train split; ``IS`` is reported missing (not implemented here)."""
+    """``FID-train`` and ``IS`` (``fid``), ``precision-train`` / ``recall-train`` with k = 4 (``prdc``), all in
+    Inception space (the FID network, one forward pass), FID and precision/recall against the sensitive train
+    split; each missing with the reason where the Inception weights are absent."""
     from . import compute_metrics
-    from .context import MetricContext
-    from .prdc import prdc
 
-    out: list[MetricResult] = []
+    options = ({"fid": {}, "is": IS_OPTIONS} if "fid" in names else {}) | ({"prdc": PR_OPTIONS} if "prdc" in names else {})
+    if not options:
+        return []
+    results = compute_metrics(list(options), train, synthetic, cache_dir=cache_dir, device=device, progress=progress,
+                              fid_weights_path=fid_weights_path, train_extractor=train_extractor, options=options)
     notice = {"protocol": PROTOCOL, "reference": f"{train.info.name}/train", "notice": TRAIN_REFERENCE_NOTICE}
-    if "fid" in names:
-        (fid,) = compute_metrics(["fid"], train, synthetic, cache_dir=cache_dir, device=device, progress=progress,
-                                 fid_weights_path=fid_weights_path, train_extractor=train_extractor)
-        out.append(dataclasses.replace(fid, name="FID-train", details={**fid.details, **notice}))
-        out.append(_missing("IS", "Inception Score is not implemented in dpgen-bench", synthetic, train, "higher"))
-    if "prdc" in names:
-        ctx = MetricContext(train, synthetic, device, 0, cache_dir, progress, PR_K, "inception", None,
-                            fid_weights_path, train_extractor)
-        try:
-            values = prdc(ctx.features("inception", "real"), ctx.features("inception", "synthetic"), k=PR_K)
-        except (FileNotFoundError, ImportError) as exc:  # Inception weights not on disk
-            values, reason = None, str(exc)
-        extractor = ctx.space("inception").extractor
-        for result in ("precision", "recall"):
-            name = f"{result}-train"
-            if values is None:
-                out.append(_missing(name, reason, synthetic, train, extractor=extractor))
-            else:
-                out.append(MetricResult(name, values[result], "higher", len(train), len(synthetic), extractor=extractor,
-                                        details={**notice, "k": PR_K}))
+    out = []
+    for r in results:
+        if r.name == "IS":  # no reference split: the train data is not used
+            out.append(dataclasses.replace(r, details={**r.details, "protocol": PROTOCOL}))
+        elif r.name in _TRAIN_NAMES:  # density and coverage are not in the protocol
+            out.append(dataclasses.replace(r, name=_TRAIN_NAMES[r.name], details={**r.details, **notice}))
     return out
 
 

@@ -3,36 +3,45 @@
 A :class:`FeatureSpace` says how to build its network, which images it applies to, the key its reference
 statistics are cached under, the extractor name recorded with every result (and compared with a method's
 ``train_extractor``) and what a distance in it records about the network. Importing this module loads the
-feature extractors; :class:`~dpgen_bench.metrics.context.MetricContext` imports it on first use.
+feature extractors; :class:`~dpgen_bench.metrics.context.MetricContext` imports it on first use (this module
+does not import the context back: a network is built from the :class:`BuildSettings` it needs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from ..data.types import ImageDataset
 from ..features.base import FeatureExtractor, get_extractor
 from ..named_registry import Registry
 from .fid import INCEPTION_EXTRACTOR_NAME, QUANTISATION, RESIZE_MODE, InceptionV3Features
 
-if TYPE_CHECKING:
-    from .context import MetricContext
+
+class BuildSettings(Protocol):
+    """What building a space's network needs (a :class:`~dpgen_bench.metrics.context.MetricContext` has it)."""
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def fid_weights_path(self) -> str | Path | None: ...
 
 
 @dataclass(frozen=True)
 class FeatureSpace:
-    """A feature space. ``name``: what metric units and configs call it (``prdc_space: effnet``).
+    """A feature space. ``name``: what metric units and options call it (``prdc: {space: effnet}``).
     ``extractor``: the recorded extractor name. ``cache_key``: extractor plus options, the reference-statistics
-    cache key. ``build(ctx)``: the frozen network on ``ctx.device``. ``applies(real)``: None if the space can
+    cache key. ``build(settings)``: the frozen network on ``settings.device``. ``applies(real)``: None if the space can
     embed these images, else the reason it cannot. ``details``: network and preprocessing, recorded with a
     Fréchet distance. ``aliases``: other names a method may give for this extractor as its ``train_extractor``."""
 
     name: str
     extractor: str
     cache_key: str
-    build: Callable[[MetricContext], FeatureExtractor]
+    build: Callable[[BuildSettings], FeatureExtractor]
     applies: Callable[[ImageDataset], str | None]
     details: Mapping[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()

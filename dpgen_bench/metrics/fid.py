@@ -9,7 +9,8 @@ checkpoint ourselves with ``torch.load(weights_only=True)`` (torch-fidelity woul
 Weights: ``weights-inception-2015-12-05-6726825d.pth`` (~92 MB), by default in torch hub's checkpoint
 directory (``$TORCH_HOME/hub/checkpoints``, the same place torch-fidelity/torchmetrics cache it), or any path
 the caller gives. Without the file (and no network), FID is reported missing with a message naming the file,
-where to put it and where to get it.
+where to put it and where to get it. The same network's classifier head gives the Inception Score
+(:mod:`.inception_score`).
 """
 
 from __future__ import annotations
@@ -131,6 +132,17 @@ class InceptionV3Features(FeatureExtractor):
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
         self.net = _build_torch_fidelity_inception(state_dict)
         self.random_weights = random_weights
+
+    @torch.no_grad()
+    def class_logits(self, pool: torch.Tensor, bias: bool = False) -> torch.Tensor:
+        """(N, 1008) logits of the network's ImageNet classifier head on (N, 2048) pool features (what
+        :meth:`features` returns), so the Inception Score reuses the FID features instead of a second pass.
+        ``bias=False``: torch-fidelity's ``logits_unbiased`` (the original Inception Score code's
+        ``pool3 @ W``); ``bias=True``: its ``logits`` (pytorch-fid's ``fc``, what DPImageBench uses)."""
+        fc = self.net.fc
+        pool = pool.to(fc.weight.device, fc.weight.dtype)
+        logits = pool.mm(fc.weight.T)
+        return logits + fc.bias.unsqueeze(0) if bias else logits
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] not in (1, 3):

@@ -19,6 +19,7 @@ from ..privacy.accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT, UnknownAccount
 from ..errors import _SCHEMA_PREFIX, ConfigFileError  # noqa: F401 (re-exported: the old place)
 from ..executors.base import ExecutorSpec
 from ..jobs.evaluation import EvaluationSpec  # noqa: F401 (re-exported: part of the config schema)
+from ..jobs.evaluation import newer_path, upgrade_older_spelling
 from ..plugins import PluginImportError, load_plugins
 from ..privacy.budget import DELTA_RULE
 
@@ -476,6 +477,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
     keys = [k for k in path_text.strip().split(".")]
     if not path_text.strip() or any(not k for k in keys):
         raise ConfigFileError(f"--set has an empty key in {path_text!r}")
+    keys = newer_path(keys)  # evaluation.prdc_k → evaluation.options.prdc.k (the older spelling still works)
     value = _parse_value(value_text, path_text.strip())
     node: Any = data
     for depth, key in enumerate(keys):
@@ -514,6 +516,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> BenchConfig:
     """Read ``path`` (or the embedded default), apply ``--set`` overrides, validate the schema."""
     data = read_yaml(path) if path is not None else default_config_data()
+    if isinstance(data.get("evaluation"), Mapping):
+        try:  # a stored config of the older spelling, so that --set paths of either spelling override it
+            data["evaluation"] = upgrade_older_spelling(data["evaluation"])
+        except ValueError:
+            pass  # a contradiction in the file itself: validation names it
     for assignment in overrides:
         apply_override(data, assignment)
     return parse_config(data)
