@@ -54,6 +54,16 @@ def pytest_collection_modifyitems(items):
         items.sort(key=lambda item: not (item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group")))
 
 
+def pytest_configure(config):
+    # xdist (3.8) groups by appending "@group" to each test id through `item._nodeid`, which pytest 9.2 no longer
+    # reads (pytest-xdist#1386): the groups would be silently ignored and every worker would build the shared
+    # fixtures again (a second local Ray). Refuse rather than run ungrouped.
+    if config.getoption("dist", "no") == "loadgroup" and not hasattr(pytest.Item, "_nodeid"):
+        raise pytest.UsageError(
+            f"--dist loadgroup does not group tests under pytest {pytest.__version__} (pytest-xdist#1386); "
+            "install pytest<9.2, as pyproject.toml's test extra asks")
+
+
 def _shares_a_fixture(item) -> bool:
     infos = getattr(item, "_fixtureinfo", None)
     return infos is not None and any(
