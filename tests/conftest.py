@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -35,6 +37,37 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# -- parallel runs (README: `-n 2 --dist loadgroup`): xdist hands out single tests, except that the tests of one
+#    file sharing a module- or class-scoped fixture (a grid run once and read by many tests, a local Ray) form one
+#    group that one worker runs together, so that fixture is built once, as under `--dist loadfile`. xdist hands
+#    out the groups first (it orders work units by size); in a worker, the single tests marked `slow` are moved
+#    ahead of the quick ones, so the run does not end with one worker busy on a long test while the other idles.
+#    An explicit `@pytest.mark.xdist_group` is left as it is.
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the test ids
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and _shares_a_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike (xdist checks the collections match)
+        items.sort(key=lambda item: not (item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group")))
+
+
+def pytest_configure(config):
+    # xdist (3.8) groups by appending "@group" to each test id through `item._nodeid`, which pytest 9.2 no longer
+    # reads (pytest-xdist#1386): the groups would be silently ignored and every worker would build the shared
+    # fixtures again (a second local Ray). Refuse rather than run ungrouped.
+    if config.getoption("dist", "no") == "loadgroup" and not hasattr(pytest.Item, "_nodeid"):
+        raise pytest.UsageError(
+            f"--dist loadgroup does not group tests under pytest {pytest.__version__} (pytest-xdist#1386); "
+            "install pytest<9.2, as pyproject.toml's test extra asks")
+
+
+def _shares_a_fixture(item) -> bool:
+    infos = getattr(item, "_fixtureinfo", None)
+    return infos is not None and any(
+        defs[-1].scope in ("module", "class") for defs in infos.name2fixturedefs.values() if defs)
 
 
 # -- the `slow` marker means something: `pytest -m "not slow"` is the quick loop (README), and a test that takes

@@ -60,6 +60,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 8)
 """
 
 
+@pytest.mark.slow  # two fresh interpreters that import torch and Opacus
 @pytest.mark.skipif(not GLIBC, reason="needs glibc")
 def test_retained_memory_stops_the_page_faults_of_private_discriminator_steps() -> None:
     """The pattern that slowed DP-SGD: multi-MiB per-sample gradients allocated and freed every step."""

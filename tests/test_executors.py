@@ -88,10 +88,15 @@ def test_submitit_runs_the_grid_with_the_serial_runs_cells_and_values(serial, tm
     _assert_same_results(_frame(tmp_path), serial)
 
 
-@pytest.mark.parametrize("name", ["ray", "slurm"])
-def test_a_worker_killed_mid_cell_is_retried_and_the_cell_finishes(name, request, tmp_path):
-    if name == "ray":
-        request.getfixturevalue("ray_session")
+def test_a_ray_worker_killed_mid_cell_is_retried_and_the_cell_finishes(ray_session, tmp_path):
+    _kill_one_worker_and_check_the_retry("ray", tmp_path)
+
+
+def test_a_submitit_job_killed_mid_cell_is_retried_and_the_cell_finishes(tmp_path):
+    _kill_one_worker_and_check_the_retry("slurm", tmp_path)
+
+
+def _kill_one_worker_and_check_the_retry(name: str, tmp_path: Path) -> None:
     marker = tmp_path / "killed"
     executor = {"name": name, "max_retries": 1, "env": {runner_toy.DIE_ONCE: str(marker)}}
     seeds = [0, 1]

@@ -264,7 +264,10 @@ def test_embedded_default_resolves_every_method():
     assert set(resolved) == {"DP-MEPF", "DP-CGAN", "DP-MERF"}
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+@pytest.mark.parametrize("path", [
+    # the DPImageBench grids calibrate every method's thousands of DP-SGD steps at each ε: seconds each
+    pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.name.startswith("dpimagebench-") else [])
+    for p in CONFIGS])
 def test_shipped_config_parses_and_every_method_and_dataset_resolves(path):
     cfg = load_config(path)
     resolved = resolve_methods(cfg)  # dataset metadata, method configs, capabilities, metric names
