@@ -104,6 +104,11 @@ class DPKernel(GeneratorMethod):
                                                          dp_sgd=True)
     conformance_config: ClassVar[dict[str, Any]] = {"n_features": 20, "bandwidths": [4.0, 16.0], "steps": 3,
                                                     "batch_size": 8}
+    # dp_sgd above is about the event, not the optimiser: nothing here goes through the DP-SGD factory and no
+    # per-example gradient is clipped, so the generic `unclipped` bug cannot exist (it would audit the correct code).
+    excluded_variants: ClassVar[dict[str, str]] = {
+        "unclipped": "DP-Kernel clips no per-example gradient: each summed row φ(x)⊗e_y has norm √L by "
+                     "construction, and no optimiser comes from the DP-SGD factory"}
 
     def __init__(self, config, info, seed: int = 0, context=None) -> None:
         super().__init__(config, info, seed=seed, context=context)
