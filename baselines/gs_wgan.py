@@ -397,6 +397,15 @@ class GSWGAN(GenerativeMethod):
             self._record(ledger, sigma, 1)
         return released.flatten().double().cpu()
 
+    def audit_direction(self, data: ImageDataset, neighbour: ImageDataset) -> torch.Tensor:
+        """Σ_k [release(D′ | k) − release(D | k)] at ε = ∞: the canary's noiseless shift summed over the
+        discriminator draws. Every part but the canary's is the same on D and D′ and its rows are a deterministic
+        function of it, so every term but one is zero: this is the shift when the canary's discriminator is drawn,
+        the direction the hook audit projects on (the draw itself stays secret in the trials)."""
+        exact = PrivacyBudget(math.inf, 1e-5)
+        return sum(self.audit_release(neighbour, exact, discriminator=k) - self.audit_release(data, exact, discriminator=k)
+                   for k in range(self.config.num_discriminators))
+
     def _audit_gradient(self, train: ImageDataset, k: int) -> torch.Tensor:
         key = (id(train.images), train.images._version, len(train), k)
         if key not in self._audit_rows:

@@ -330,6 +330,20 @@ class GenerativeMethod(ABC):
     """Optional config overrides that make :meth:`fit` take well under a second on ~32 images, for the generic
     audit's many fits. None: :attr:`conformance_config`."""
 
+    audit_direction: ClassVar[Callable[..., torch.Tensor] | None] = None
+    """Optional hook of the mechanism audit, for a release whose noiseless shift is itself random (a secret draw
+    inside the mechanism, e.g. GS-WGAN's discriminator): a method ``audit_direction(self, data, neighbour) ->
+    torch.Tensor``, a fixed direction in ``audit_release``'s output along which the releases on ``neighbour``
+    (D′) are shifted, computed without release noise from what the auditor knows (public inputs, D and D′).
+    The hook audit then scores each release by its projection on it, a one-dimensional release (the most
+    powerful linear test when the noise is isotropic; valid whatever the direction, since it is fixed before
+    the trials). None: the audit takes Σ̂⁻¹Δ (``docs/audit.md``)."""
+
+    excluded_variants: ClassVar[dict[str, str]] = {}
+    """Generic broken variants (``dpgen_bench.audit.broken.VARIANTS``) whose bug cannot exist in this method,
+    each with the reason, e.g. DP-Kernel's ``{"unclipped": "no per-example gradient is clipped ..."}``: the
+    audit leaves them out (``variants_for``) and refuses to build them, naming the reason. Default: none."""
+
     @classmethod
     def broken_variants(cls) -> "tuple[BrokenVariant, ...]":
         """Deliberately broken copies of this method that only it can have (the audit's power checks, e.g.

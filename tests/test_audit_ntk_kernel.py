@@ -4,18 +4,20 @@ flagged, the shared ``tenth-noise`` variant (a tenth of the noise, the ledger un
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from dpgen_bench.audit import audit_method, noiseless_difference, with_canary
-from dpgen_bench.audit.broken import broken_class
+from dpgen_bench.audit.broken import broken_class, variants_for
 from dpgen_bench.audit.canaries import canary_for
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
+from dpgen_bench_baselines.dpdm import DPDM
 from dpgen_bench_methods.dp_kernel import DPKernel
 from dpgen_bench_methods.dp_ntk import DPNTK
 
@@ -68,3 +70,34 @@ def test_dp_kernel_audit_release_is_every_steps_noisy_sums_and_the_canary_moves_
     exact = method.audit_release(data, PrivacyBudget(math.inf, 1e-5))
     noise = torch.stack([method.audit_release(data, BUDGET) for _ in range(100)]) - exact
     assert noise.std().item() == pytest.approx(event.noise_multiplier * method.sum_norm, rel=0.05)
+
+
+def test_unclipped_does_not_apply_to_dp_kernel_which_clips_no_per_example_gradient():
+    # dp_sgd is set for its event (Poisson-subsampled sums of bounded rows), but nothing goes through the DP-SGD
+    # factory: an `unclipped` DP-Kernel would be the correct code audited twice, a power check that cannot fail.
+    assert DPKernel.capabilities.dp_sgd
+    assert "unclipped" not in variants_for(DPKernel) and "tenth-noise" in variants_for(DPKernel)
+    with pytest.raises(ValueError, match="'unclipped' does not apply to DPKernel: DP-Kernel clips no per-example"):
+        broken_class(DPKernel, "unclipped")
+    assert "unclipped" in variants_for(DPDM)  # a DP-SGD method through the factory keeps it
+
+
+def test_the_families_audit_config_audits_one_unsubsampled_dp_kernel_step_with_a_known_shift():
+    # q < 1 makes the noiseless shift random (estimated from the calibration trials: no power at 300 trials);
+    # the committed audit config must keep q = 1 so the runner's hook audit has power (tenth-noise flagged).
+    from dpgen_bench.method import build_config
+    from dpgen_bench.registry import get_method
+    from dpgen_bench.runner.audits import build_audit_cells
+    from dpgen_bench.runner.config import load_config
+
+    config = load_config(Path(__file__).parents[1] / "configs" / "audit-families-mnist5k.yaml")
+    resolved = {m.display: build_config(get_method(m.name).Config, m.config) for m in config.methods}  # no σ calibration
+    cells = [c for c in build_audit_cells(config, resolved) if c.kind == "hook"]
+    kernel = [c for c in cells if c.method == "dp-kernel"]
+    assert {c.variant for c in kernel} == {"correct", "tenth-noise"}
+    for cell in kernel:
+        assert cell.examples == cell.method_config["batch_size"] and cell.method_config["steps"] == 1
+        assert cell.trials >= 1000
+    gs = [c for c in cells if c.method == "gs-wgan"]
+    assert {c.variant for c in gs} == {"correct", "tenth-noise", "original-accounting"}
+    assert all(c.examples == 1 and c.trials >= 5000 for c in gs)

@@ -10,8 +10,7 @@ import torch
 
 from dpgen_bench.audit import with_canary
 from dpgen_bench.audit.broken import broken_class
-from dpgen_bench.audit.mechanism import audit_mechanism
-from dpgen_bench.audit.method_audit import claimed_epsilon
+from dpgen_bench.audit.method_audit import PROJECTED, audit_method
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
 from dpgen_bench.privacy.accounting import epsilon
@@ -99,20 +98,38 @@ AUDIT_BUDGET = PrivacyBudget(1.0, DELTA, accountant="rdp")
 
 
 def _audit(cls, trials: int):
-    """One release on D (one example) vs D ∪ {canary}; the canary's discriminator is drawn with probability
-    1/N_D. The auditor projects the release on the canary's known noiseless shift (post-processing)."""
+    """One release on D (one example) vs D ∪ {canary} through ``audit_method`` — the runner's hook audit — which
+    projects every release on the method's ``audit_direction`` (the canary discriminator's noiseless shift); the
+    canary's discriminator is drawn with probability 1/N_D in every trial."""
     method = cls(AUDIT, INFO, seed=0, context=RunContext(progress=False))
     data = _data(1)
     neighbour = with_canary(data, *method.audit_canary(data))
+    result = audit_method(method, data, neighbour, AUDIT_BUDGET, trials=trials)
+    assert result.direction == PROJECTED
     exact = PrivacyBudget(math.inf, DELTA)
     k = len(data) % AUDIT["num_discriminators"]
     shift = method.audit_release(neighbour, exact, discriminator=k) - method.audit_release(data, exact, discriminator=k)
-    w = shift / shift.norm()
-    claim = claimed_epsilon(method, data, AUDIT_BUDGET)
-    result = audit_mechanism(lambda d: (method.audit_release(d, AUDIT_BUDGET) @ w).view(1), data, neighbour,
-                             trials=trials, delta=DELTA, mean_difference=(shift @ w).view(1),
-                             claimed_epsilon=claim)
     return result, shift.norm().item() / release_sensitivity(method.config)
+
+
+def test_the_audit_projects_on_the_canary_discriminators_shift_and_the_draw_stays_secret():
+    # Only the canary's part differs between D and D′, so audit_direction is that discriminator's noiseless
+    # shift; the trials still draw the discriminator (a release with the canary's D_k forced would not be the
+    # mechanism the original accounting analyses).
+    method = GSWGAN(TINY, INFO, seed=0, context=RunContext(progress=False))
+    data = _data(4)
+    neighbour = with_canary(data, *method.audit_canary(data))
+    exact = PrivacyBudget(math.inf, DELTA)
+    shifts = [method.audit_release(neighbour, exact, discriminator=k) - method.audit_release(data, exact, discriminator=k)
+              for k in range(TINY["num_discriminators"])]
+    canary_part = len(data) % TINY["num_discriminators"]
+    assert all(float(s.abs().max()) == 0.0 for k, s in enumerate(shifts) if k != canary_part)
+    assert float(shifts[canary_part].norm()) > 0
+    torch.testing.assert_close(method.audit_direction(data, neighbour), shifts[canary_part])
+    result = audit_method(method, data, neighbour, PrivacyBudget(1.0, DELTA), trials=40)
+    assert result.direction == PROJECTED and result.claimed_epsilon is not None
+    noiseless = {tuple(method.audit_release(data, exact)[:8].tolist()) for _ in range(30)}
+    assert len(noiseless) > 1  # the discriminator is drawn afresh on every call (3 parts, all different)
 
 
 @pytest.mark.slow

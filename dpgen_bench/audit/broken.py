@@ -13,6 +13,10 @@ Generic (:data:`VARIANTS`), for any method whose releases use the seams:
 * ``unclipped``: DP-SGD sums the per-example gradients without clipping them to C (the noise is still σ·C),
   through the same factory seam.
 
+A generic variant applies where its ``applies`` rule holds (``unclipped``: ``capabilities.dp_sgd``) unless the
+method excludes it with a reason (:attr:`~dpgen_bench.method.GenerativeMethod.excluded_variants`, e.g. DP-Kernel,
+whose summed rows have norm √L by construction and which never goes through the DP-SGD factory).
+
 Declared by a method, e.g. ``batch-coupled`` (DP-GANs: a BatchNorm generator) and ``per-row-clip`` (DPDM: each of
 an example's K noise-draw rows clipped separately). A variant is never a registered method: :func:`broken_class`
 builds it inside an audit only.
@@ -36,8 +40,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BrokenVariant:
-    """``patches()``: a context in which the method's code is broken (entered around construction, ``fit``
-    and ``audit_release``); ``transform(cls)``: a subclass with a broken part, or None; ``applies(cls)``:
+    """``patches()``: a context in which the method's code is broken (entered around construction, ``fit``,
+    ``audit_release`` and ``audit_direction``); ``transform(cls)``: a subclass with a broken part, or None; ``applies(cls)``:
     whether the bug can exist in that method at all (no DP-SGD, no clipping to skip). A variant a method
     declares for itself applies to it (and its subclasses) by definition."""
 
@@ -57,11 +61,27 @@ def declared_variants(method_cls: type) -> dict[str, BrokenVariant]:
     return {v.name: v for v in method_cls.broken_variants()}
 
 
+def excluded_variants(method_cls: type) -> dict[str, str]:
+    """The generic variants ``method_cls`` declares impossible for it, with the reasons
+    (:attr:`GenerativeMethod.excluded_variants <dpgen_bench.method.GenerativeMethod.excluded_variants>`)."""
+    return dict(getattr(method_cls, "excluded_variants", None) or {})
+
+
+def _generic_applies(variant: BrokenVariant, method_cls: type) -> bool:
+    return variant.applies(method_cls) and variant.name not in excluded_variants(method_cls)
+
+
 def variants_for(method_cls: type) -> dict[str, BrokenVariant]:
-    """Every variant that applies to ``method_cls``, by name: the generic ones whose ``applies`` holds, then
-    its own (which take precedence on a shared name)."""
-    found = {name: v for name, v in VARIANTS.items() if v.applies(method_cls)}
+    """Every variant that applies to ``method_cls``, by name: the generic ones whose ``applies`` holds and that
+    the method does not exclude, then its own (which take precedence on a shared name)."""
+    found = {name: v for name, v in VARIANTS.items() if _generic_applies(v, method_cls)}
     return {**found, **declared_variants(method_cls)}
+
+
+def _not_applicable(variant: BrokenVariant, method_cls: type) -> ValueError:
+    reason = excluded_variants(method_cls).get(variant.name)
+    return ValueError(f"broken variant {variant.name!r} does not apply to {method_cls.__name__}"
+                      + (f": {reason}" if reason else ""))
 
 
 def known_variant_names(method_classes: list[type]) -> list[str]:
@@ -89,13 +109,13 @@ def broken_class(method_cls: type, variant: BrokenVariant | str) -> type:
             variant = declared[variant]
         elif variant in VARIANTS:
             variant = VARIANTS.get(variant)
-            if not variant.applies(method_cls):
-                raise ValueError(f"broken variant {variant.name!r} does not apply to {method_cls.__name__}")
+            if not _generic_applies(variant, method_cls):
+                raise _not_applicable(variant, method_cls)
         else:
             raise ValueError(f"broken variant {variant!r} does not apply to {method_cls.__name__}; its variants: "
                              f"{', '.join(sorted(variants_for(method_cls))) or 'none'}")
-    elif not variant.applies(method_cls):
-        raise ValueError(f"broken variant {variant.name!r} does not apply to {method_cls.__name__}")
+    elif variant.name not in declared_variants(method_cls) and not _generic_applies(variant, method_cls):
+        raise _not_applicable(variant, method_cls)
     base = variant.transform(method_cls) if variant.transform else method_cls
 
     def broken(name: str):
@@ -108,7 +128,7 @@ def broken_class(method_cls: type, variant: BrokenVariant | str) -> type:
 
         return method
 
-    namespace = {name: broken(name) for name in ("__init__", "fit", "audit_release")
+    namespace = {name: broken(name) for name in ("__init__", "fit", "audit_release", "audit_direction")
                  if getattr(base, name, None) is not None}
     Broken = type(f"{method_cls.__name__}[{variant.name}]", (base,), namespace)
     Broken.broken_variant = variant.name
@@ -168,4 +188,4 @@ VARIANTS.register("unclipped", BrokenVariant(
 
 
 __all__ = ["BrokenVariant", "VARIANTS", "broken_class", "check_variant_name", "declared_variants",
-           "known_variant_names", "variants_for"]
+           "excluded_variants", "known_variant_names", "variants_for"]

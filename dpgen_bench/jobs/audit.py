@@ -153,7 +153,7 @@ def _mechanism(cell: AuditJob, splits, context: RunContext) -> dict[str, Any]:
     from ..audit import audit_method, with_canary
     from ..audit.canaries import canary_for
     from ..audit.generic import gaussian_tradeoff_holds
-    from ..audit.method_audit import claimed_ledger
+    from ..audit.method_audit import PROJECTED, claimed_ledger
 
     data = _audit_data(splits.train, cell.examples)
     method = _method_class(cell)(cell.method_config, splits.info, seed=cell.seed, context=context)
@@ -165,7 +165,8 @@ def _mechanism(cell: AuditJob, splits, context: RunContext) -> dict[str, Any]:
     return {"claimed_epsilon": result.claimed_epsilon, "epsilon_lower": result.epsilon_lower,
             **_gdp_fields(result, ledger is not None and gaussian_tradeoff_holds(ledger.events)),
             "delta": budget.delta, "separation": result.separation, "direction": result.direction,
-            "examples": data.public_size(), "release": "audit_release", "canary": "the method's audit_canary"}
+            "examples": data.public_size(), "canary": "the method's audit_canary",
+            "release": "audit_release" + (" projected on audit_direction" if result.direction == PROJECTED else "")}
 
 
 def _generic(cell: AuditJob, splits, context: RunContext) -> dict[str, Any]:
