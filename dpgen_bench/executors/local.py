@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Literal
 
@@ -68,26 +68,41 @@ class LocalExecutor(Executor):
         from .worker import configure_worker
 
         # spawn, not fork: forking a process that already ran torch's thread pools can deadlock.
+        workers = min(self.spec.jobs, len(cells))
         pool = ProcessPoolExecutor(
-            max_workers=min(self.spec.jobs, len(cells)),
+            max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=configure_worker,
             initargs=(run_one.threads, run_one.plugins, os.getpid()),
         )
         try:
-            futures = {}
-            for cell in cells:
-                futures[pool.submit(run_one, cell)] = cell
-                on_start(cell)
-            for fut in as_completed(futures):
-                cell = futures[fut]
-                try:
-                    record = fut.result()
-                except BrokenProcessPool as exc:
-                    record = failed_record(cell, f"worker process died: {exc}")
-                except Exception as exc:  # pickling or similar: still record, never lose the cell
-                    record = failed_record(cell, f"{type(exc).__name__}: {exc}")
-                on_done(cell, record)
+            # At most one cell per worker is submitted at a time, so on_start means "now running" and the
+            # progress view never calls queued cells running.
+            queue, futures = iter(cells), {}
+
+            def submit_next() -> None:
+                for cell in queue:
+                    on_start(cell)
+                    try:
+                        futures[pool.submit(run_one, cell)] = cell
+                        return
+                    except BrokenProcessPool as exc:  # a worker died earlier: the rest fail as before, recorded
+                        on_done(cell, failed_record(cell, f"worker process died: {exc}"))
+
+            for _ in range(workers):
+                submit_next()
+            while futures:
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    cell = futures.pop(fut)
+                    try:
+                        record = fut.result()
+                    except BrokenProcessPool as exc:
+                        record = failed_record(cell, f"worker process died: {exc}")
+                    except Exception as exc:  # pickling or similar: still record, never lose the cell
+                        record = failed_record(cell, f"{type(exc).__name__}: {exc}")
+                    on_done(cell, record)
+                    submit_next()
         except KeyboardInterrupt:
             # Stop promptly: queued cells are cancelled, running ones abandoned (they have written no record,
             # so a rerun does them). The executor has no public way to stop running work, hence _processes.
