@@ -285,6 +285,13 @@ class GenerativeMethod(ABC):
         return {}
 
     @classmethod
+    def missing_files(cls, config: MethodConfig) -> list[str]:
+        """Files ``config`` names that this machine lacks (e.g. pre-trained weights), one message per file naming
+        its path; the runner refuses the config before anything trains (``dpgen-bench run`` exits 2). Default:
+        none."""
+        return []
+
+    @classmethod
     def privacy_plan(cls, config: MethodConfig, nominal_size: int) -> Any:
         """σ → the events :meth:`fit` will record at noise multiplier σ on a private split of declared size
         n̂ = ``nominal_size`` (a :data:`~dpgen_bench.privacy.calibration.Plan`), or None if the method cannot

@@ -717,6 +717,25 @@ def check_environment(config: BenchConfig) -> None:
     if spec is not None:
         attempt(problems, _check_sample_memory, config, spec.info)
     attempt(problems, _check_public_files, config)
+    attempt(problems, _check_method_files, config)
+    if problems:
+        raise ConfigFileError(problems)
+
+
+def _check_method_files(config: BenchConfig) -> None:
+    """ConfigFileError naming every file a method entry's config needs and this machine lacks
+    (:meth:`GenerativeMethod.missing_files <dpgen_bench.method.GenerativeMethod.missing_files>`)."""
+    from ..method import ConfigError, build_config
+    from ..registry import get_method
+
+    problems: list[str] = []
+    for i, method in enumerate(config.methods):
+        try:
+            cls = get_method(method.name)
+            method_config = build_config(cls.Config, method.config)
+        except (KeyError, ValueError, ConfigError):  # reported by resolve_methods
+            continue
+        problems += [f"methods[{i}] ({method.display}).config: {msg}" for msg in cls.missing_files(method_config)]
     if problems:
         raise ConfigFileError(problems)
 
