@@ -52,8 +52,8 @@ class LatentDiffusionConfig(DPDMConfig):
     """DPDM's settings (EDM loss, K, DP-SGD, EMA, sampler; ``channels`` are now the latent U-Net's levels) plus
     the autoencoder, the cross-attention and where pre-trained weights come from.
 
-    CPU defaults: 28×28 → 3×14×14 latents, U-Net (16, 32) with a spatial transformer per level, K = 2, B = 100,
-    10 epochs; pre-training 20 epochs of the autoencoder and the denoiser on the public data. Not tuned (paper
+    CPU defaults: 28×28 → 3×14×14 latents, U-Net (16, 32) with a spatial transformer per level, K = 1, B = 100,
+    10 epochs; pre-training 10 epochs of the autoencoder and of the denoiser on the public data. Not tuned (paper
     values or compute-driven choices: docs/latent_diffusion.md)."""
 
     channels: tuple[int, ...] = Field(
@@ -67,13 +67,16 @@ class LatentDiffusionConfig(DPDMConfig):
     ema_decay: float | None = Field(
         0.99, ge=0, lt=1, description="EMA decay per step (paper 0.999 over ~100k steps; 0.99 averages ~100 of the "
         "default's 400 steps: a compute-driven choice); None samples from the raw weights")
-    pretrain_epochs: float = Field(20.0, gt=0, le=100_000, description="passes of the denoiser over the public data")
+    noise_multiplicity: int = Field(
+        1, ge=1, le=1024, description="K: noise draws per example averaged before clipping (DP-LDM: 1; DPImageBench's "
+        "DP-LoRA: 8); costs no privacy, multiplies compute by K")
+    pretrain_epochs: float = Field(10.0, gt=0, le=100_000, description="passes of the denoiser over the public data")
     latent_channels: int = Field(3, ge=1, le=64, description="latent channels (DP-LDM / DPImageBench: 3)")
     ae_channels: tuple[int, ...] = Field(
         (16, 32), min_length=1, max_length=4,
         description="autoencoder channels per level (each level after the first halves the size: (16, 32) maps "
         "28×28 to 14×14 latents, DPImageBench's factor)")
-    ae_epochs: float = Field(20.0, gt=0, le=100_000, description="passes of the autoencoder over the public data")
+    ae_epochs: float = Field(10.0, gt=0, le=100_000, description="passes of the autoencoder over the public data")
     ae_batch_size: int = Field(64, ge=1, le=65_536, description="autoencoder pre-training batch size")
     ae_lr: float = Field(2e-3, gt=0, le=1.0, description="Adam learning rate of the autoencoder pre-training")
     ae_latent_penalty: float = Field(
