@@ -526,7 +526,7 @@ class DPDM(GenerativeMethod):
             if budget.is_private and counted[0] > 0:
                 ledger.record(
                     PoissonSubsampledGaussianEvent(self.noise_multiplier, q, counted[0]),
-                    f"dpdm: {counted[0]} DP-SGD steps (q={q:.6g}, sigma={self.noise_multiplier:.6g}, "
+                    f"{self.name}: {counted[0]} DP-SGD steps (q={q:.6g}, sigma={self.noise_multiplier:.6g}, "
                     f"C={cfg.max_grad_norm}, K={cfg.noise_multiplicity})",
                 )
         self._after_private_training()
@@ -675,7 +675,7 @@ class DPDM(GenerativeMethod):
         released = torch.cat([p.grad.detach().flatten() for p in opt.params])
         if budget.is_private and ledger is not None:
             ledger.record(PoissonSubsampledGaussianEvent(sigma, 1.0, 1),
-                          f"dpdm: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
+                          f"{self.name}: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
                           f"K={cfg.noise_multiplicity})")
         return released.double().cpu()
 
