@@ -82,6 +82,12 @@ class TrainingDivergedError(RuntimeError):
     """The diffusion loss became NaN or infinite; the message names the step."""
 
 
+NOT_IN_PRETRAINING = frozenset({"epochs", "batch_size", "lr", "max_grad_norm", "ema_decay", "sampler_steps",
+                                "guidance_scale", "sample_batch_size", "grad_sample_mode"})
+"""DPDM fields public pre-training never reads (DP fine-tuning and sampling only); every other field is part of
+the pre-training cache key (noise multiplicity K included: it sets the draws per example)."""
+
+
 class DPDMConfig(MethodConfig):
     """Hyper-parameters of DPDM. Defaults train ``mnist-5k`` (4,000 images, 28×28) on 2 CPU cores in under
     four minutes (measured 198–209 s; acc-logreg 0.66 / 0.75 at ε = 1 / 10, ``results/dpdm_mnist5k/``);
@@ -163,16 +169,13 @@ class DPDMConfig(MethodConfig):
             raise ValueError(f"sigma_min={self.sigma_min} must be below sigma_max={self.sigma_max}")
         return self
 
+    not_in_pretraining: ClassVar[frozenset[str]] = NOT_IN_PRETRAINING
+    """The fields public pre-training never reads (a subclass adds its fine-tuning-only fields)."""
+
     def pretrain_key_fields(self) -> dict[str, Any]:
         """The settings a pre-trained network may depend on, for its cache key: every field except those only
         DP fine-tuning or sampling reads (:data:`NOT_IN_PRETRAINING`), so a new field is in the key by default."""
-        return {k: getattr(self, k) for k in sorted(type(self).model_fields) if k not in NOT_IN_PRETRAINING}
-
-
-NOT_IN_PRETRAINING = frozenset({"epochs", "batch_size", "lr", "max_grad_norm", "ema_decay", "sampler_steps",
-                                "guidance_scale", "sample_batch_size", "grad_sample_mode"})
-"""DPDM fields public pre-training never reads (DP fine-tuning and sampling only); every other field is part of
-the pre-training cache key (noise multiplicity K included: it sets the draws per example)."""
+        return {k: getattr(self, k) for k in sorted(type(self).model_fields) if k not in self.not_in_pretraining}
 
 
 # ------------------------------------------------------------------------------------------ the network
@@ -279,6 +282,11 @@ def average_over_draws(net: nn.Module, k: int) -> None:
         p.grad_sample = gs.view(gs.shape[0] // k, k, *gs.shape[1:]).mean(1)
 
 
+def trainable(net: nn.Module) -> list[nn.Parameter]:
+    """The parameters DP-SGD trains (``requires_grad``): all of DPDM's, a subset in a latent model."""
+    return [p for p in net.parameters() if p.requires_grad]
+
+
 def make_private_denoiser(net: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, *,
                           noise_multiplier: float, max_grad_norm: float, expected_batch_size: int,
                           grad_sample_mode: GradSampleMode = "hooks"):
@@ -315,13 +323,10 @@ class DPDM(GenerativeMethod):
                  context: RunContext | None = None) -> None:
         super().__init__(config, info, seed=seed, context=context)
         if self.config.conditional and info.num_classes < 2:
-            raise ValueError(f"conditional dpdm needs >= 2 classes, dataset has {info.num_classes}")
-        levels = len(self.config.channels)
-        if info.height % 2 ** (levels - 1):
-            raise ValueError(f"image size {info.height} does not halve {levels - 1} times; use fewer channel levels")
+            raise ValueError(f"conditional {self.name} needs >= 2 classes, dataset has {info.num_classes}")
         with torch.random.fork_rng(devices=[]):  # public initialisation, global RNG untouched
             torch.manual_seed(self.seed)
-            self.net = build_unet(info, self.config).to(self.device)
+            self.net = self._build_net().to(self.device)
         self.scheduler = edm_scheduler(self.config)
         self.ema: nn.Module | None = None
         self.noise_multiplier: float | None = None
@@ -332,6 +337,50 @@ class DPDM(GenerativeMethod):
     @property
     def samples_labelled(self) -> bool:
         return self.config.conditional
+
+    # -- what a subclass that diffuses elsewhere (a latent space: baselines/latent_diffusion.py) replaces ----
+    pretrain_family: ClassVar[str] = "dpdm"
+    """Name of the public pre-training this method shares (its cache folder and key): methods of one family
+    pre-train the same network from the same settings."""
+
+    def _build_net(self) -> nn.Module:
+        """The denoiser network (called once, under the seeded public initialisation)."""
+        levels = len(self.config.channels)
+        if self.info.height % 2 ** (levels - 1):
+            raise ValueError(f"image size {self.info.height} does not halve {levels - 1} times; use fewer channel levels")
+        return build_unet(self.info, self.config)
+
+    @property
+    def model_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of what the denoiser diffuses: the images themselves here."""
+        return self.info.shape
+
+    def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> what the denoiser diffuses ([-1, 1] pixels here). Per example: row i depends on
+        image i only."""
+        return x * 2 - 1
+
+    def _from_model_space(self, z: torch.Tensor) -> torch.Tensor:
+        """The sampler's output -> images in [0, 1]."""
+        return ((z + 1) / 2).clamp_(0, 1)
+
+    def _public_start(self, public: ImageDataset | None) -> dict[str, Any] | None:
+        """The public state the DP steps start from: the pre-training on ``public`` (cached; :meth:`fit` passes
+        :meth:`pretraining_data`), or None (the seeded initialisation)."""
+        if public is None:
+            return None
+        return self.pretrained_state(public)
+
+    def _load_pretrained(self, net: nn.Module, state: dict[str, Any]) -> None:
+        """Load :meth:`pretrained_state`'s output into ``net`` (the network the DP steps then train)."""
+        net.load_state_dict(state)
+
+    def _before_private_training(self) -> None:
+        """Called by :meth:`fit` after public pre-training is loaded, before the first step (a subclass checks its
+        trainable set here)."""
+
+    def _after_private_training(self) -> None:
+        """Called by :meth:`fit` after the last step."""
 
     @classmethod
     def capabilities_for(cls, config: DPDMConfig) -> Capabilities:  # type: ignore[override]
@@ -349,7 +398,7 @@ class DPDM(GenerativeMethod):
     def draws(self, m: int, generator: torch.Generator, device: torch.device | str | None = None) -> torch.Tensor:
         """(m, K, 1 + C·H·W [+ 1]) standard normals: per example, K (noise level, noise image[, label dropout])
         draws, on ``device`` (None: the model's)."""
-        c, h, w = self.info.shape
+        c, h, w = self.model_shape
         extra = 1 if self.config.conditional and self.config.label_dropout > 0 else 0
         return torch.randn(m, self.config.noise_multiplicity, 1 + c * h * w + extra, generator=generator,
                            device=generator.device).to(self.device if device is None else device)
@@ -384,7 +433,7 @@ class DPDM(GenerativeMethod):
 
     def _chunk_backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, step: int) -> None:
         k = self.config.noise_multiplicity
-        rows_x = (x * 2 - 1).repeat_interleave(k, dim=0)  # example i's K copies are rows iK .. iK+K-1
+        rows_x = self._to_model_space(x).repeat_interleave(k, dim=0)  # example i's K copies: rows iK .. iK+K-1
         labels = y.repeat_interleave(k) if self.config.conditional else None
         losses = edm_row_losses(net, self.scheduler, self.config, rows_x, labels, draws.flatten(0, 1))
         # "mean" reduction over the B·K rows: Opacus scales each row back to ∇ℓ_row, and the K-average below
@@ -425,11 +474,13 @@ class DPDM(GenerativeMethod):
         self.sample_rate = q
         if budget.is_private:
             self.capabilities.check_accountant(budget.accountant)
-        public = self.pretraining_data(train, budget, ledger)
-        if public is not None:
-            self.net.load_state_dict(self.pretrained_state(public))
+        start = self._public_start(self.pretraining_data(train, budget, ledger))
+        if start is not None:
+            self._load_pretrained(self.net, start)
+        self._before_private_training()
         sigma = float(calibrate(plan, budget)) if budget.is_private else None
         self._dp_sgd(train, sigma, q, total_steps, ledger)
+        self._after_private_training()
 
     def _dp_sgd(self, train: ImageDataset, sigma: float | None, q: float, total_steps: int,
                 ledger: PrivacyLedger) -> None:
@@ -442,7 +493,7 @@ class DPDM(GenerativeMethod):
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if cfg.ema_decay is not None else None
 
         net: nn.Module = self.net.train()
-        opt: torch.optim.Optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        opt: torch.optim.Optimizer = torch.optim.Adam(trainable(net), lr=cfg.lr)
         # Batch selection, per-example draws and gradient noise are the mechanism's secret randomness.
         loader = poisson_loader(train, q) if private else poisson_loader(train, q, self.seed + 1)
         # In fixed chunks the Poisson batch and its draws stay on the host: the device then holds one chunk of them
@@ -523,7 +574,7 @@ class DPDM(GenerativeMethod):
         for lo in range(0, x.shape[0], chunk):  # gradients accumulate: the mean over all B·K rows
             sl = slice(lo, lo + chunk)
             labels = y[sl].repeat_interleave(k) if self.config.conditional else None
-            losses = edm_row_losses(net, self.scheduler, self.config, (x[sl] * 2 - 1).repeat_interleave(k, 0), labels,
+            losses = edm_row_losses(net, self.scheduler, self.config, self._to_model_space(x[sl]).repeat_interleave(k, 0), labels,
                                     draws[sl].flatten(0, 1))
             loss = losses.sum() / (x.shape[0] * k)
             if not torch.isfinite(loss):
@@ -547,7 +598,7 @@ class DPDM(GenerativeMethod):
         digest.update(public.labels.contiguous().numpy().tobytes())
         ident = {"name": public.info.name, "shape": list(public.images.shape), "content": digest.hexdigest(),
                  "meta": {k: str(v) for k, v in sorted(public.meta.items())}, "classes": self.info.num_classes,
-                 "config": self.config.pretrain_key_fields(), "seed": self.seed, "method": self.name}
+                 "config": self.config.pretrain_key_fields(), "seed": self.seed, "method": self.pretrain_family}
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def pretrained_state(self, public: ImageDataset) -> dict[str, torch.Tensor]:
@@ -561,7 +612,7 @@ class DPDM(GenerativeMethod):
         self.pretrained_on = public.info.name
         path = None
         if self.context.cache_dir is not None:
-            path = self.context.cache_dir / "dpdm-pretrain" / f"{self.pretrain_key(public)}.pt"
+            path = self.context.cache_dir / f"{self.pretrain_family}-pretrain" / f"{self.pretrain_key(public)}.pt"
             if path.exists():
                 return torch.load(path, map_location=self.device, weights_only=True)
         state = self._pretrain(public)
@@ -573,9 +624,13 @@ class DPDM(GenerativeMethod):
 
     def _pretrain(self, public: ImageDataset) -> dict[str, torch.Tensor]:
         """Plain (non-private) EDM training on the public data; all randomness seeded, per use, from the seed."""
-        cfg = self.config
         # A copy: pre-training returns its state and leaves self.net alone (fit loads the state explicitly).
-        net = copy.deepcopy(self.net).train()
+        return self._pretrain_denoiser(copy.deepcopy(self.net), public)
+
+    def _pretrain_denoiser(self, net: nn.Module, public: ImageDataset) -> dict[str, torch.Tensor]:
+        """Train every parameter of ``net`` on ``public`` (non-private EDM, seeded per use); its state."""
+        cfg = self.config
+        net.train()
         opt = torch.optim.Adam(net.parameters(), lr=cfg.pretrain_lr)
         n = len(public)  # public data: its length is public
         b = min(cfg.pretrain_batch_size, n)
@@ -583,7 +638,7 @@ class DPDM(GenerativeMethod):
         order_gen = public_generator(self.seed, "pretrain-order")
         perm = torch.randperm(n, generator=order_gen)
         pos = 0
-        for step in tqdm(range(steps), desc="dpdm public pre-training", leave=False, disable=not self.context.progress):
+        for step in tqdm(range(steps), desc=f"{self.pretrain_family} public pre-training", leave=False, disable=not self.context.progress):
             if pos + b > n:
                 perm, pos = torch.randperm(n, generator=order_gen), 0
             idx = perm[pos:pos + b]
@@ -617,7 +672,7 @@ class DPDM(GenerativeMethod):
             sigmas[n_hat, budget] = float(calibrate(plan, budget)) if budget.is_private else 0.0
         sigma = sigmas[n_hat, budget]
         net = copy.deepcopy(self._audit_start()).train()
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        opt = torch.optim.Adam(trainable(net), lr=cfg.lr)
         loader = poisson_loader(train, 1.0)  # q = 1: every example, every call
         net, opt, _ = make_private_denoiser(net, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
                                             expected_batch_size=n_hat, grad_sample_mode=cfg.grad_sample_mode)
@@ -628,7 +683,7 @@ class DPDM(GenerativeMethod):
         released = torch.cat([p.grad.detach().flatten() for p in opt.params])
         if budget.is_private and ledger is not None:
             ledger.record(PoissonSubsampledGaussianEvent(sigma, 1.0, 1),
-                          f"dpdm: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
+                          f"{self.name}: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
                           f"K={cfg.noise_multiplicity})")
         return released.double().cpu()
 
@@ -637,8 +692,9 @@ class DPDM(GenerativeMethod):
         start = self.__dict__.get("_audit_start_net")
         if start is None:
             start = copy.deepcopy(self.net)
-            if self.context.public_data is not None:
-                start.load_state_dict(self.pretrained_state(self.context.public_data))
+            state = self._public_start(self.context.public_data)
+            if state is not None:
+                self._load_pretrained(start, state)
             self._audit_start_net = start
         return start
 
@@ -677,12 +733,13 @@ class DPDM(GenerativeMethod):
         step) from N(0, σ_max² I), ``sampler_steps`` steps, EMA weights when enabled."""
         net = self.ema if self.ema is not None else self.net
         net.eval()
-        x = torch.randn(n, *self.info.shape, generator=generator) * self.config.sigma_max
+        x = torch.randn(n, *self.model_shape, generator=generator) * self.config.sigma_max
         out = [self._sample_batch(net, x[i:i + self.config.sample_batch_size],
                                   labels[i:i + self.config.sample_batch_size] if labels is not None else None)
                for i in range(0, n, self.config.sample_batch_size)]
-        images = torch.cat(out) if out else torch.empty(0, *self.info.shape)
-        return ((images + 1) / 2).clamp_(0, 1)
+        if not out:
+            return torch.empty(0, *self.info.shape)
+        return self._from_model_space(torch.cat(out))
 
     def _sample_batch(self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         scheduler = edm_scheduler(self.config)  # fresh: the scheduler keeps a step index
@@ -756,14 +813,14 @@ class _DPDMProbe:
     def rows(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         method, cfg = self.method, self.method.config
         net = copy.deepcopy(method.net).train()
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        opt = torch.optim.Adam(trainable(net), lr=cfg.lr)
         loader = DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=max(len(images), 1))
         net, opt, _ = make_private_denoiser(net, opt, loader, noise_multiplier=1.0, max_grad_norm=cfg.max_grad_norm,
                                             expected_batch_size=cfg.batch_size, grad_sample_mode=cfg.grad_sample_mode)
         opt.zero_grad(set_to_none=True)
         method._backward(net, images.to(method.device), labels.to(method.device), draws, step=0)
-        return torch.cat([p.grad_sample.flatten(1) for p in net.parameters() if p.grad_sample is not None], dim=1)
+        return torch.cat([p.grad_sample.flatten(1) for p in trainable(net) if p.grad_sample is not None], dim=1)
 
 
 __all__ = ["DPDM", "DPDMConfig", "TrainingDivergedError", "average_over_draws", "build_unet", "edm_row_losses",
-           "drop_labels", "make_private_denoiser", "net_null_label"]
+           "drop_labels", "make_private_denoiser", "net_null_label", "trainable"]

@@ -15,7 +15,7 @@ from dpgen_bench.runner.grid import build_cells
 from dpgen_bench.runner.tables import render
 from dpgen_bench.runner.tuned_on import parse_tuned_on, resolve_tuned_on, tuned_on_reported_data
 
-BUILT_IN = ("dp-mepf", "dp-merf", "dp-gan", "dp-cgan", "dpdm", "pe")
+BUILT_IN = ("dp-mepf", "dp-merf", "dp-gan", "dp-cgan", "dpdm", "dp-ldm", "dp-lora", "pe")
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
