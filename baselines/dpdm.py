@@ -671,6 +671,17 @@ class DPDM(GenerativeMethod):
         if (n_hat, budget) not in sigmas:
             sigmas[n_hat, budget] = float(calibrate(plan, budget)) if budget.is_private else 0.0
         sigma = sigmas[n_hat, budget]
+        released = self._audited_step(train, n_hat, sigma)
+        if budget.is_private and ledger is not None:
+            ledger.record(PoissonSubsampledGaussianEvent(sigma, 1.0, 1),
+                          f"{self.name}: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
+                          f"K={cfg.noise_multiplicity})")
+        return released
+
+    def _audited_step(self, train: ImageDataset, n_hat: int, sigma: float) -> torch.Tensor:
+        """One real private step at q = 1 on ``train`` from :meth:`_audit_start` with noise multiplier ``sigma``
+        (0: clipped, exact): the released noisy gradient, float64 on the host. Records nothing."""
+        cfg = self.config
         net = copy.deepcopy(self._audit_start()).train()
         opt = torch.optim.Adam(trainable(net), lr=cfg.lr)
         loader = poisson_loader(train, 1.0)  # q = 1: every example, every call
@@ -680,12 +691,7 @@ class DPDM(GenerativeMethod):
         opt.zero_grad(set_to_none=True)
         self._backward(net, x.to(self.device), y.to(self.device), self.audit_draws(x.shape[0]), step=0)
         opt.step()
-        released = torch.cat([p.grad.detach().flatten() for p in opt.params])
-        if budget.is_private and ledger is not None:
-            ledger.record(PoissonSubsampledGaussianEvent(sigma, 1.0, 1),
-                          f"{self.name}: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm}, "
-                          f"K={cfg.noise_multiplicity})")
-        return released.double().cpu()
+        return torch.cat([p.grad.detach().flatten() for p in opt.params]).double().cpu()
 
     def _audit_start(self) -> nn.Module:
         """The network the audited step starts from (kept, never trained): as :meth:`fit` starts its DP steps."""

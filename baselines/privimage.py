@@ -39,7 +39,6 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from dpgen_bench.audit.broken import BrokenVariant
-from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
 from dpgen_bench.method import MethodConfig
 from dpgen_bench.privacy.budget import PrivacyBudget
@@ -49,7 +48,7 @@ from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench.privacy.noise import gaussian_noise, public_generator
 from dpgen_bench.privacy.plans import dpsgd_plan, dpsgd_plan_from_settings
 
-from .dpdm import DPDM, DPDMConfig, make_private_denoiser
+from .dpdm import DPDM, DPDMConfig
 from .public_classifier import (
     ClassifierSpec,
     TorchvisionClassifierSpec,
@@ -281,20 +280,6 @@ class PrivImage(DPDM):
             ledger.record(PoissonSubsampledGaussianEvent(sigma, 1.0, 1),
                           f"privimage: 1 audited DP-SGD step (q=1, sigma={sigma:.6g}, C={cfg.max_grad_norm})")
         return torch.cat([hist.flatten(), step])
-
-    def _audited_step(self, train: ImageDataset, n_hat: int, sigma: float) -> torch.Tensor:
-        """DPDM's private step at q = 1 on ``train`` from the audit start: the released noisy gradient."""
-        cfg = self.config
-        net = copy.deepcopy(self._audit_start()).train()
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        loader = poisson_loader(train, 1.0)
-        net, opt, _ = make_private_denoiser(net, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
-                                            expected_batch_size=n_hat, grad_sample_mode=cfg.grad_sample_mode)
-        x, y = next(iter(loader))
-        opt.zero_grad(set_to_none=True)
-        self._backward(net, x.to(self.device), y.to(self.device), self.audit_draws(x.shape[0]), step=0)
-        opt.step()
-        return torch.cat([p.grad.detach().flatten() for p in opt.params]).double().cpu()
 
     @classmethod
     def broken_variants(cls) -> tuple[BrokenVariant, ...]:
