@@ -280,7 +280,7 @@ def test_labelled_pe_with_an_unconditional_model_is_refused_before_any_vote(pipe
     config = {"api": {"name": "diffusers", "options": {"model": pipe_dir, "num_inference_steps": STEPS}},
               "population": 6, "iterations": 1, "extractor": "random-cnn"}
     pe = PrivateEvolution(config, GREY, context=RunContext(progress=False))
-    with pytest.raises(ValueError, match="cannot generate class-conditionally: set labelled: false"):
+    with pytest.raises(ValueError, match="cannot generate class-conditionally: set class_conditioning: votes or labelled: false"):
         pe.api
     unlabelled_pe = PrivateEvolution({**config, "labelled": False}, GREY, context=RunContext(progress=False))
     assert unlabelled_pe.api.conditional is False
