@@ -291,12 +291,7 @@ class DPFETA(DPDM):
                                         central_event.sample_rate, central_event.steps, ledger)
         self.central_images, central_labels = self.central_images_from(released)
         self._warm_up(self.central_images, central_labels)
-        self._fine_tune(train, sigma, dpsgd_event.sample_rate, dpsgd_event.steps, ledger)
-
-    def _fine_tune(self, train: ImageDataset, sigma: float | None, q: float, total_steps: int,
-                   ledger: PrivacyLedger) -> None:
-        """DPDM's DP-SGD phase (:meth:`DPDM._dp_sgd`) at the jointly calibrated σ (None: non-private)."""
-        self._dp_sgd(train, sigma, q, total_steps, ledger)
+        self._dp_sgd(train, sigma, dpsgd_event.sample_rate, dpsgd_event.steps, ledger)  # DPDM's phase
 
     # -- the mechanism audit (docs/audit.md, docs/dp_feta.md) -------------------------------------------
     def audit_release(self, train: ImageDataset, budget: PrivacyBudget,
