@@ -19,7 +19,7 @@ from dpgen_bench_baselines.dp_ldm import DPLDM
 from dpgen_bench_baselines.dp_lora import DPLoRA
 
 INFO = DatasetInfo("audit-digits", 1, 8, 8, 2)
-N, K, C = 2, 8, 1e-3  # C small: the canary's gradient norm is above C (checked); K = 8: per-row-clip moves the step by 8 C
+N, K, C = 2, 16, 1e-3  # C small: the canary gradient norm is above C (checked); K = 16: per-row-clip moves the step by up to 16 C
 BUDGET = PrivacyBudget(1.0, 1e-5, accountant="gdp")
 TRIALS = 60
 
