@@ -77,3 +77,23 @@ def test_the_cli_prints_the_choice_and_the_epsilon_incl_tuning(tmp_path, capsys)
     assert main(["tune", str(path)]) == 0
     out = capsys.readouterr().out
     assert "chosen: {'spread'" in out and "ε incl. tuning" in out
+
+
+def test_a_tuning_split_search_says_each_candidate_as_it_finishes_and_keeps_the_trials_so_far(tmp_path, capsys,
+                                                                                            monkeypatch):
+    import dpgen_bench.runner.tune as tune
+
+    seen = []
+    real = tune._progress
+    monkeypatch.setattr(tune, "_progress", lambda root, record: (seen.append(len(record["trials"])), real(root, record)))
+    run_tune(parse_config(_config(tmp_path, trials=2)))
+    err = capsys.readouterr().err
+    assert "candidate 1/2 {'spread'" in err and "candidate 2/2" in err and "acc-logreg" in err
+    assert seen == [1, 2]  # tune.json held the finished trials before the search ended
+
+
+def test_a_private_search_prints_neither_the_number_of_candidates_nor_their_scores(tmp_path, capsys):
+    run_tune(parse_config(_config(tmp_path, select_on="private", trials=3)))
+    err = capsys.readouterr().err
+    assert "private search" in err and "secret" in err and "candidate" not in err.replace("candidates", "")
+    assert "acc-logreg" not in err

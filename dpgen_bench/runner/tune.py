@@ -18,7 +18,9 @@ the chosen config and ``tuned_on`` declared) and ``tune.json`` (what was done; f
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -61,6 +63,8 @@ def _run_tuning_split(config: BenchConfig, spec: TuneSpec, index: int, entry: Me
     budget = PrivacyBudget.from_setting(eps, config.delta, parts.train.public_size(), config.accountant)
     context = RunContext(device=config.device, progress=False, cache_dir=root / "cache")
     trials, best, best_score, direction = [], None, None, "higher"
+    _say(f"tune: {spec.trials} candidates of {entry.display} on the tuning split of {config.dataset} "
+         f"({len(parts.train)} train / {len(parts.test)} score), ε {eps:g} each")
     for t in range(spec.trials):
         values = candidate(spec, t)
         method_config = build_config(cls.Config, {**entry.config, **values})
@@ -72,6 +76,8 @@ def _run_tuning_split(config: BenchConfig, spec: TuneSpec, index: int, entry: Me
                        "spent_epsilon_on_tuning_split": float(ledger.epsilon(budget)) if budget.is_private else math.inf})
         if _better(score, best_score, direction):
             best, best_score = values, score
+        _say(f"tune: candidate {t + 1}/{spec.trials} {values}: {spec.metric} {score}")
+        _progress(root, {"status": f"running: {t + 1} of {spec.trials} candidates done", "trials": trials})
     if best is None:
         raise RuntimeError(f"no candidate produced a {spec.metric} score; see {root / 'tune.json'}")
     tuned_on = f"{config.dataset}:tuning"
@@ -81,3 +87,17 @@ def _run_tuning_split(config: BenchConfig, spec: TuneSpec, index: int, entry: Me
         "chosen": best, "score": best_score, "trials": trials, "tuned_on": tuned_on,
         "epsilon_incl_tuning": "the final run's ε: the search touched only the declared tuning split"})
     return result
+
+
+def _say(line: str) -> None:
+    """One plain progress line on stderr (a search runs for hours; a log should not stay silent)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _progress(root: Path, record: dict) -> None:
+    """The trials so far in ``tune.json`` (tuning-split mode only: its trials are public; the final write
+    replaces it), so an interrupted search leaves what it found."""
+    from ..files import write_atomic
+
+    root.mkdir(parents=True, exist_ok=True)
+    write_atomic(root / "tune.json", json.dumps(record, indent=1, sort_keys=True, default=str))

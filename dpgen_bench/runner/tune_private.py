@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,9 @@ def run_private_tune(config: BenchConfig, spec: TuneSpec, index: int, entry: Met
     context = RunContext(device=config.device, progress=False, cache_dir=root / "cache")
     best, best_score, best_method, direction = None, None, None, "higher"
     k = sample_tnb(spec.eta, gamma, release_generator())  # secret: never written anywhere
+    print(f"tune: private search of {entry.display} (E[K] = {spec.trials:g} candidates, each at RDP ε "
+          f"{per_candidate:.4f}; ε incl. tuning {eps_incl:.4f}). The number of candidates and their scores are "
+          f"secret: nothing is printed until the search ends.", file=sys.stderr, flush=True)
     for t in range(k):
         values = candidate(spec, t)
         method, ledger, rows = _fit_and_score(cls, build_config(cls.Config, {**entry.config, **values}), splits.train,
