@@ -30,6 +30,13 @@ def tiny_dataset() -> ImageDataset:
     return ImageDataset(images=images, labels=labels, info=info, split="train", nominal_size=64)
 
 
+# The runner sets each training process's torch threads (executors.threads_per_job: the cores split between
+# its jobs, capped by OMP_NUM_THREADS). Without the cap, every in-process run and every `dpgen-bench` subprocess
+# of a test would take both cores while the other xdist worker runs too: OpenMP threads then wait on each
+# other, and a 0.03 ms op took 50 ms (the plugin page's audit: 90 s instead of 30 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tests use tiny models: one intra-op thread is fastest, and two oversubscribe a busy 2-core machine."""
