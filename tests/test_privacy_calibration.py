@@ -143,6 +143,18 @@ def test_the_reachability_check_refuses_subsampled_events_the_backend_cannot_acc
         check_reachable(dpsgd_plan(0.01, 100), replace(EPS1, accountant="gdp"))
 
 
+def test_a_repeated_release_calibration_is_searched_once_and_gives_calibrates_sigma(monkeypatch):
+    # Audits calibrate the same release thousands of times: the search runs once per budget, same answer.
+    budget, sens = replace(EPS1, accountant="gdp"), [1.0, 2.5]
+    expected = calibrate(gaussian_releases_plan(sens), budget)
+    calibration_module._calibrate_releases.cache_clear()
+    searches = []
+    real = calibration_module.calibrate
+    monkeypatch.setattr(calibration_module, "calibrate", lambda *a, **k: searches.append(a) or real(*a, **k))
+    assert {calibrate_gaussian_releases(sens, budget) for _ in range(3)} == {expected} and len(searches) == 1
+    assert calibrate_gaussian_releases(sens, replace(budget, epsilon=2.0)) < expected and len(searches) == 2
+
+
 def test_budget_met_at_sigma_min_is_reported():
     with pytest.raises(CalibrationError, match="sigma_min"):
         calibrate(gaussian_releases_plan([1.0]), replace(PrivacyBudget(1e4, 0.5), accountant="gdp"), sigma_min=0.5)

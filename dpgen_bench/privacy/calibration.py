@@ -18,6 +18,7 @@ the job. A backend's numerical failure counts as "too little noise".
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -416,13 +417,25 @@ def calibrate_gaussian_releases(
     Release i adds noise with std σ·Δ and has L2 sensitivity sᵢ·Δ, where sᵢ = ``relative_sensitivities[i]``
     and Δ is a common unit (e.g. the per-example embedding norm C); so it is ``GaussianEvent(σ / sᵢ)``.
     Equal sᵢ give equal noise multipliers. Returns σ (noise std in units of Δ).
+
+    Remembered per (sensitivities, budget, rtol, accountant object): an audit repeats the same release
+    thousands of times, and each search costs tens of milliseconds of PRV evaluations.
     """
-    sens = [float(s) for s in relative_sensitivities]
+    sens = tuple(float(s) for s in relative_sensitivities)
     if not sens:
         raise ValueError("relative_sensitivities is empty: nothing to calibrate")
     for s in sens:
         if not math.isfinite(s) or s <= 0:
             raise ValueError(f"relative sensitivities must be finite and > 0, got {s!r}")
+    if not isinstance(budget, PrivacyBudget):
+        raise TypeError(f"budget must be a PrivacyBudget, got {budget!r}")
+    # The accountant object (not only its name) is in the key: a backend registered again under the same
+    # name is searched afresh.
+    return _calibrate_releases(sens, budget, float(rtol), get_accountant(budget.accountant))
+
+
+@functools.lru_cache(maxsize=256)
+def _calibrate_releases(sens: tuple[float, ...], budget: PrivacyBudget, rtol: float, _backend: object) -> float:
     return calibrate(gaussian_releases_plan(sens), budget, rtol)
 
 
