@@ -62,6 +62,7 @@ from dpgen_bench.files import atomic_path
 from dpgen_bench.method import Capabilities, GenerativeMethod, GradientProbe, MethodConfig
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate
+from dpgen_bench.privacy.dpsgd import active_transforms
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench.privacy.noise import public_generator, release_generator
@@ -681,17 +682,38 @@ class DPDM(GenerativeMethod):
     def _audited_step(self, train: ImageDataset, n_hat: int, sigma: float) -> torch.Tensor:
         """One real private step at q = 1 on ``train`` from :meth:`_audit_start` with noise multiplier ``sigma``
         (0: clipped, exact): the released noisy gradient, float64 on the host. Records nothing."""
-        cfg = self.config
-        net = copy.deepcopy(self._audit_start()).train()
-        opt = torch.optim.Adam(trainable(net), lr=cfg.lr)
         loader = poisson_loader(train, 1.0)  # q = 1: every example, every call
-        net, opt, _ = make_private_denoiser(net, opt, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
-                                            expected_batch_size=n_hat, grad_sample_mode=cfg.grad_sample_mode)
+        net, opt = self._audit_private_step(loader, n_hat, sigma)
         x, y = next(iter(loader))
         opt.zero_grad(set_to_none=True)
         self._backward(net, x.to(self.device), y.to(self.device), self.audit_draws(x.shape[0]), step=0)
         opt.step()
         return torch.cat([p.grad.detach().flatten() for p in opt.params]).double().cpu()
+
+    def _audit_private_step(self, loader: DataLoader, n_hat: int, sigma: float):
+        """(net, optimiser) for one audited step: a copy of :meth:`_audit_start` wrapped by
+        :func:`make_private_denoiser` (noise ``sigma``, divisor ``n_hat``, the optimiser transforms active now),
+        with every parameter and buffer set back to the start.
+
+        Made once per (n̂, σ, transforms) and reused: an audit runs thousands of steps, and copying and wrapping
+        the network cost more than the step itself. Reuse changes nothing released: the step starts from the
+        start's state, the optimiser's zero_grad clears the per-example gradients, and the noise keeps coming
+        from the wrapper's OS-entropy generator."""
+        cache = self.__dict__.setdefault("_audit_private_steps", {})
+        key = (n_hat, sigma, active_transforms())
+        start = self._audit_start()
+        if key not in cache:
+            cfg = self.config
+            inner = copy.deepcopy(start).train()
+            opt = torch.optim.Adam(trainable(inner), lr=cfg.lr)
+            net, opt, _ = make_private_denoiser(inner, opt, loader, noise_multiplier=sigma,
+                                                max_grad_norm=cfg.max_grad_norm, expected_batch_size=n_hat,
+                                                grad_sample_mode=cfg.grad_sample_mode)
+            cache[key] = inner, net, opt
+        inner, net, opt = cache[key]
+        inner.load_state_dict(start.state_dict())  # the previous step moved the trainable parameters
+        opt.original_optimizer.state.clear()  # and left Adam moments (they never reach the released gradient)
+        return net, opt
 
     def _audit_start(self) -> nn.Module:
         """The network the audited step starts from (kept, never trained): as :meth:`fit` starts its DP steps."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -30,6 +31,13 @@ def tiny_dataset() -> ImageDataset:
     return ImageDataset(images=images, labels=labels, info=info, split="train", nominal_size=64)
 
 
+# The runner sets each training process's torch threads (executors.threads_per_job: the cores split between
+# its jobs, capped by OMP_NUM_THREADS). Without the cap, every in-process run and every `dpgen-bench` subprocess
+# of a test would take both cores while the other xdist worker runs too: OpenMP threads then wait on each
+# other, and a 0.03 ms op took 50 ms (the plugin page's audit: 90 s instead of 30 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tests use tiny models: one intra-op thread is fastest, and two oversubscribe a busy 2-core machine."""
@@ -45,11 +53,20 @@ def _one_torch_thread():
 #    out the groups first (it orders work units by size); in a worker, the single tests marked `slow` are moved
 #    ahead of the quick ones, so the run does not end with one worker busy on a long test while the other idles.
 #    An explicit `@pytest.mark.xdist_group` is left as it is.
+#    The contract suite's `fitted` fixture is function-scoped but caches one fit per (method, shape, ε) in its
+#    process: the tests of one such parameter form a group too, so each tiny fit runs once, not once per worker.
+PER_PARAMETER_CACHES = ("fitted",)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the test ids
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.get_closest_marker("xdist_group") is None and _shares_a_fixture(item):
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        if _shares_a_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        elif cached := _cached_parameter(item):
+            item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}::{cached}"))
     if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike (xdist checks the collections match)
         items.sort(key=lambda item: not (item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group")))
 
@@ -62,6 +79,13 @@ def pytest_configure(config):
         raise pytest.UsageError(
             f"--dist loadgroup does not group tests under pytest {pytest.__version__} (pytest-xdist#1386); "
             "install pytest<9.2, as pyproject.toml's test extra asks")
+
+
+def _cached_parameter(item) -> str | None:
+    """``name=value`` of the first :data:`PER_PARAMETER_CACHES` fixture ``item`` is parametrised over, or None."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return next((re.sub(r"[^\w.=-]+", "-", f"{name}={params[name]}").strip("-") for name in PER_PARAMETER_CACHES
+                 if name in params), None)
 
 
 def _shares_a_fixture(item) -> bool:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dpgen_bench.audit import audit_method, noiseless_difference, with_canary
-from dpgen_bench.audit.broken import broken_class, variants_for
+from dpgen_bench.audit.broken import VARIANTS, broken_class, variants_for
 from dpgen_bench.audit.canaries import canary_for
 from dpgen_bench.audit.generic import gaussian_tradeoff_holds
 from dpgen_bench.context import RunContext
@@ -54,6 +54,20 @@ def test_the_audited_release_is_one_unsubsampled_dp_sgd_step_with_the_calibrated
     assert torch.equal(method.audit_release(data, exact), method.audit_release(data, exact))  # q = 1, σ = 0: exact
     noise = torch.stack([method.audit_release(data, BUDGET) for _ in range(8)]) - method.audit_release(data, exact)
     assert noise.std().item() == pytest.approx(event.noise_multiplier * C / N, rel=0.05)  # σ·C / B, fresh
+
+
+def test_every_audited_step_starts_from_the_same_network_under_the_seams_active_at_its_call():
+    """The wrapped network of the audited step is made once and reused across releases (it is costly to copy
+    and wrap): each call must still start from the same weights, and use the optimiser transforms of its call."""
+    method, data, neighbour = _audit()
+    exact = PrivacyBudget(math.inf, 1e-5)
+    first = method.audit_release(data, exact)
+    method.audit_release(neighbour, exact)
+    with VARIANTS.get("unclipped").patches():
+        unclipped = method.audit_release(data, exact)
+    assert torch.equal(method.audit_release(data, exact), first)
+    fresh, _, _ = _audit(broken_class(DPDM, "unclipped"))
+    assert torch.equal(unclipped, fresh.audit_release(data, exact)) and not torch.equal(unclipped, first)
 
 
 def test_the_canary_moves_the_step_by_c_and_each_bug_by_what_it_leaks():

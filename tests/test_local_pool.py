@@ -68,3 +68,16 @@ def test_after_the_pool_breaks_every_remaining_cell_is_recorded_failed(monkeypat
     LocalExecutor(LocalSpec(jobs=2))._run_pool([_Job("a"), _Job("b"), _Job("c")], _Run(), lambda job: None,
                                               lambda job, record: records.append(record))
     assert len(records) == 3 and all("worker process died" in r["error"] for r in records)
+
+
+def test_threads_per_job_split_the_cores_and_never_exceed_omp_num_threads(monkeypatch):
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [local.threads_per_job(j) for j in (1, 3, 16)] == [8, 2, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert [local.threads_per_job(j) for j in (1, 4)] == [4, 2]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert local.threads_per_job(1) == 1
+    for ignored in ("", "0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert local.threads_per_job(1) == 8

@@ -31,6 +31,7 @@ def _fds(extractor, sets: dict[str, torch.Tensor], n: int) -> dict[str, float]:
     return {k: frechet_distance_to_features(ref, extractor.extract(v[:n])) for k, v in sets.items() if k != "a"}
 
 
+@pytest.mark.slow  # 4 × 2,500 images through the digit CNN: 12 s on 2 idle cores
 def test_fd_digitcnn_orders_real_halves_below_blurred_below_noise(four_sets):
     fd = _fds(get_extractor("digitcnn"), four_sets, n=2500)
     assert fd["halves"] < fd["blurred"] < fd["noise"]

@@ -18,6 +18,7 @@ from dpgen_bench.privacy import (
     UnsupportedEventError,
     calibrate,
     calibrate_gaussian_releases,
+    check_reachable,
     dpsgd_plan,
     dpsgd_plan_from_settings,
     dpsgd_steps,
@@ -119,6 +120,39 @@ def test_unreachable_budget_is_a_clear_error_not_a_hang():
 def test_budget_needing_more_than_sigma_max_is_unreachable():
     with pytest.raises(CalibrationError, match="noise_multiplier=100"):
         calibrate(gaussian_releases_plan([1.0]), replace(PrivacyBudget(0.01, DELTA), accountant="gdp"), sigma_max=100.0)
+
+
+@pytest.mark.parametrize("accountant", ["prv", "gdp"])
+def test_the_one_evaluation_reachability_check_agrees_with_calibrate(accountant):
+    # The runner refuses a config with check_reachable (one evaluation at SIGMA_MAX) instead of a full search:
+    # for the same plan and budgets, it must refuse exactly what calibrate refuses, with the same message.
+    plan = gaussian_releases_plan([1.0, 2.0])
+    reachable, unreachable = (replace(PrivacyBudget(eps, DELTA), accountant=accountant) for eps in (1.0, 0.005))
+    check_reachable(plan, reachable)
+    assert calibrate(plan, reachable) > 0
+    sigma_max = 100.0 if accountant == "gdp" else calibration_module.SIGMA_MAX  # prv: ε ≥ its eps_error 0.01
+    with pytest.raises(CalibrationError) as by_search:
+        calibrate(plan, unreachable, sigma_max=sigma_max)
+    with pytest.raises(CalibrationError) as by_check:
+        check_reachable(plan, unreachable, sigma_max=sigma_max)
+    assert "unreachable" in str(by_check.value) and str(by_check.value) == str(by_search.value)
+
+
+def test_the_reachability_check_refuses_subsampled_events_the_backend_cannot_account():
+    with pytest.raises(UnsupportedEventError, match="gdp"):
+        check_reachable(dpsgd_plan(0.01, 100), replace(EPS1, accountant="gdp"))
+
+
+def test_a_repeated_release_calibration_is_searched_once_and_gives_calibrates_sigma(monkeypatch):
+    # Audits calibrate the same release thousands of times: the search runs once per budget, same answer.
+    budget, sens = replace(EPS1, accountant="gdp"), [1.0, 2.5]
+    expected = calibrate(gaussian_releases_plan(sens), budget)
+    calibration_module._calibrate_releases.cache_clear()
+    searches = []
+    real = calibration_module.calibrate
+    monkeypatch.setattr(calibration_module, "calibrate", lambda *a, **k: searches.append(a) or real(*a, **k))
+    assert {calibrate_gaussian_releases(sens, budget) for _ in range(3)} == {expected} and len(searches) == 1
+    assert calibrate_gaussian_releases(sens, replace(budget, epsilon=2.0)) < expected and len(searches) == 2
 
 
 def test_budget_met_at_sigma_min_is_reported():

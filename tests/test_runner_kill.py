@@ -58,14 +58,17 @@ def _start_run(tmp_path: Path, jobs: int, cells_eps: list[float]) -> tuple[subpr
     out = tmp_path / "out"
     config = runner_toy.tiny_config(
         out,
-        methods=[{"name": "toy-means", "config": {"sleep_s": 1.5}}],
+        methods=[{"name": "toy-means"}],
         epsilons=cells_eps,
         seeds=[0, 1],
         evaluation={"metrics": ["accuracy"], "n_samples": 50, "options": {"accuracy": {"cnn_epochs": 1, "mlp_max_iter": 5}}},
     )
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
+    # Every cell of the run to be stopped takes ≥ 1.5 s (so a stop lands mid-grid); the test's own rerun of the
+    # same cells does not sleep (the pause is not in the config, so the cell keys are the same).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+           runner_toy.SLEEP: "1.5"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dpgen_bench", "run", str(path), "--no-progress", "--jobs", str(jobs)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

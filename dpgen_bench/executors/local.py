@@ -23,9 +23,13 @@ class LocalSpec(ExecutorSpec):
 
 
 def threads_per_job(jobs: int) -> int:
-    """torch intra-op threads for each of ``jobs`` training processes: the usable cores split evenly."""
+    """torch intra-op threads for each of ``jobs`` training processes: the usable cores split evenly, and at
+    most ``OMP_NUM_THREADS`` when that is set to a positive integer (the caller's own cap, e.g. processes
+    already running side by side: a test suite's workers, or other jobs on a shared machine)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, jobs))
+    threads = max(1, cores // max(1, jobs))
+    cap = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
 
 
 class LocalExecutor(Executor):

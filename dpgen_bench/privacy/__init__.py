@@ -27,6 +27,7 @@ from .calibration import (
     CalibrationError,
     calibrate,
     calibrate_gaussian_releases,
+    check_reachable,
     gaussian_releases_plan,
 )
 from .events import (
@@ -68,6 +69,7 @@ __all__ = [
     "calibrate",
     "calibrate_gaussian_releases",
     "check_delta",
+    "check_reachable",
     "check_sample_rate",
     "dpsgd_plan",
     "dpsgd_plan_from_settings",

@@ -18,6 +18,7 @@ the job. A backend's numerical failure counts as "too little noise".
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -252,6 +253,58 @@ def _locate(
     return math.exp(brentq(g, lo, hi, xtol=xtol))
 
 
+def check_reachable(plan: Plan, budget: PrivacyBudget, *, sigma_max: float = SIGMA_MAX) -> None:
+    """Raise the :class:`CalibrationError` :func:`calibrate` would raise for an unreachable target, without
+    the search: one backend evaluation, at ``sigma_max``.
+
+    More noise never costs more privacy (the plan is monotone), so the target is reachable exactly when
+    ``epsilon(plan(sigma_max), budget.delta) ≤ budget.epsilon``. Used to refuse a configuration before
+    anything trains (the full calibration runs later, in ``fit``).
+
+    Raises:
+        ValueError: non-private budget or ``sigma_max`` not finite and > 0.
+        CalibrationError: the target is unreachable (same message as :func:`calibrate`'s).
+        UnsupportedEventError: the backend cannot account the plan's events (as in :func:`calibrate`).
+    """
+    _check_budget(budget)
+    if not (0.0 < sigma_max < math.inf):
+        raise ValueError(f"sigma_max must be finite and > 0, got {sigma_max!r}")
+    _check_supported(plan, budget.accountant)
+    try:
+        spent = epsilon(plan(sigma_max), budget.delta, budget.accountant)
+    except AccountingError:  # numerical failure counts as too little noise, as in calibrate
+        spent = math.inf
+    if spent > budget.epsilon:
+        raise _unreachable(budget, sigma_max, spent)
+
+
+def _check_budget(budget: PrivacyBudget) -> None:
+    if not isinstance(budget, PrivacyBudget):
+        raise TypeError(f"budget must be a PrivacyBudget, got {budget!r}")
+    if not budget.is_private:
+        raise ValueError(f"cannot calibrate noise for a non-private budget (epsilon={budget.epsilon}); use no noise")
+
+
+def _check_supported(plan: Plan, accountant: str) -> None:
+    """UnsupportedEventError up front (not mid-search, with a σ the user never chose) when the backend cannot
+    account the plan's events."""
+    if get_accountant(accountant).subsampling:
+        return
+    rates = sorted({q for _, q, _ in to_history(plan(1.0)) if q != 1.0})
+    if rates:
+        raise UnsupportedEventError(
+            f"the {accountant!r} accountant cannot account Poisson-subsampled events; this plan has "
+            f"sample_rate(s) {rates}. Use one of {', '.join(subsampling_accountants())}."
+        )
+
+
+def _unreachable(budget: PrivacyBudget, sigma_max: float, spent: float) -> CalibrationError:
+    return CalibrationError(
+        f"target epsilon={budget.epsilon} at delta={budget.delta} is unreachable with accountant "
+        f"{budget.accountant!r}: even noise_multiplier={sigma_max:g} spends epsilon={spent:.6g}"
+    )
+
+
 def calibrate(
     plan: Plan,
     budget: PrivacyBudget,
@@ -277,23 +330,13 @@ def calibrate(
             already at σ = sigma_min.
         UnsupportedEventError: the backend cannot account the plan's events (e.g. ``gdp`` + subsampling).
     """
-    if not isinstance(budget, PrivacyBudget):
-        raise TypeError(f"budget must be a PrivacyBudget, got {budget!r}")
-    if not budget.is_private:
-        raise ValueError(f"cannot calibrate noise for a non-private budget (epsilon={budget.epsilon}); use no noise")
+    _check_budget(budget)
     if not (0.0 < rtol < 0.5):
         raise ValueError(f"rtol must be in (0, 0.5), got {rtol!r}")
     if not (0.0 < sigma_min < sigma_max < math.inf):
         raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
+    _check_supported(plan, budget.accountant)
     accountant = budget.accountant
-    if not get_accountant(accountant).subsampling:
-        # Refuse up front (not mid-search, with a σ the user never chose) when the backend cannot account it.
-        rates = sorted({q for _, q, _ in to_history(plan(1.0)) if q != 1.0})
-        if rates:
-            raise UnsupportedEventError(
-                f"the {accountant!r} accountant cannot account Poisson-subsampled events; this plan has "
-                f"sample_rate(s) {rates}. Use one of {', '.join(subsampling_accountants())}."
-            )
     target, delta = budget.epsilon, budget.delta
 
     memo: dict[float, float] = {}
@@ -310,10 +353,7 @@ def calibrate(
         return memo[sigma]
 
     def unreachable() -> CalibrationError:
-        return CalibrationError(
-            f"target epsilon={target} at delta={delta} is unreachable with accountant {accountant!r}: even "
-            f"noise_multiplier={sigma_max:g} spends epsilon={spent(sigma_max):.6g}"
-        )
+        return _unreachable(budget, sigma_max, spent(sigma_max))
 
     guide, aim = _guide_for(accountant, plan, delta)
     start = min(max(_clt_start(plan, target, delta), sigma_min), sigma_max)
@@ -377,13 +417,25 @@ def calibrate_gaussian_releases(
     Release i adds noise with std σ·Δ and has L2 sensitivity sᵢ·Δ, where sᵢ = ``relative_sensitivities[i]``
     and Δ is a common unit (e.g. the per-example embedding norm C); so it is ``GaussianEvent(σ / sᵢ)``.
     Equal sᵢ give equal noise multipliers. Returns σ (noise std in units of Δ).
+
+    Remembered per (sensitivities, budget, rtol, accountant object): an audit repeats the same release
+    thousands of times, and each search costs tens of milliseconds of PRV evaluations.
     """
-    sens = [float(s) for s in relative_sensitivities]
+    sens = tuple(float(s) for s in relative_sensitivities)
     if not sens:
         raise ValueError("relative_sensitivities is empty: nothing to calibrate")
     for s in sens:
         if not math.isfinite(s) or s <= 0:
             raise ValueError(f"relative sensitivities must be finite and > 0, got {s!r}")
+    if not isinstance(budget, PrivacyBudget):
+        raise TypeError(f"budget must be a PrivacyBudget, got {budget!r}")
+    # The accountant object (not only its name) is in the key: a backend registered again under the same
+    # name is searched afresh.
+    return _calibrate_releases(sens, budget, float(rtol), get_accountant(budget.accountant))
+
+
+@functools.lru_cache(maxsize=256)
+def _calibrate_releases(sens: tuple[float, ...], budget: PrivacyBudget, rtol: float, _backend: object) -> float:
     return calibrate(gaussian_releases_plan(sens), budget, rtol)
 
 

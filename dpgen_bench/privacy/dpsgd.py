@@ -46,6 +46,12 @@ def optimizer_transform(transform: OptimizerTransform) -> Iterator[None]:
         _TRANSFORMS.reset(token)
 
 
+def active_transforms() -> tuple[OptimizerTransform, ...]:
+    """The transforms :func:`make_private` applies here and now (those of the enclosing
+    :func:`optimizer_transform` blocks, outermost first): what a cached private optimiser must match."""
+    return _TRANSFORMS.get()
+
+
 def make_private(module: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, *,
                  noise_multiplier: float, max_grad_norm: float, grad_sample_mode: str = "hooks",
                  noise_generator: torch.Generator | None = None,
@@ -76,4 +82,4 @@ def make_private(module: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
     return module, dp_optimizer, engine
 
 
-__all__ = ["OptimizerTransform", "make_private", "optimizer_transform"]
+__all__ = ["OptimizerTransform", "active_transforms", "make_private", "optimizer_transform"]

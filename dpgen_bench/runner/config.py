@@ -676,10 +676,12 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
     """ConfigFileError if no noise multiplier meets one of the target ε for this method's privacy plan.
 
     The plan is the method's own (:meth:`GenerativeMethod.privacy_plan`) at the split's declared size, and
-    the budget the one the cells will get (δ rule included), so this is the calibration ``fit`` will do."""
+    the budget the one the cells will get (δ rule included), so this is the check ``fit``'s calibration makes
+    (one accountant evaluation per ε at the largest noise multiplier, not the search)."""
     from ..data.splits import declared_train_size
     from ..privacy.budget import PrivacyBudget
-    from ..privacy.calibration import CalibrationError, calibrate
+    from ..privacy.calibration import CalibrationError
+    from ..privacy.calibration import check_reachable as check_target
 
     try:
         n_hat = declared_train_size(config.dataset, config.split, config.test_fraction, config.tuning_split)
@@ -695,7 +697,7 @@ def check_reachable(config: BenchConfig, cls, method_config, where: str) -> None
         if math.isinf(eps):
             continue
         try:
-            calibrate(plan, PrivacyBudget.from_setting(eps, config.delta, n_hat, config.accountant))
+            check_target(plan, PrivacyBudget.from_setting(eps, config.delta, n_hat, config.accountant))
         except CalibrationError as exc:
             raise ConfigFileError(f"epsilons: ε={eps:g} is unreachable for {where}: {exc}") from None
 
