@@ -63,3 +63,17 @@ def test_the_readmes_fresh_clone_times_are_the_committed_timing_runs():
     text = " ".join((ROOT / "README.md").read_text().split())
     assert f"min {mmss(min(walls))}, median {mmss(statistics.median(walls))}" in text, (walls, "README.md")
     assert summary.splitlines()[0] == "command: " + _block_after("<!-- readme:main-command -->")[0]
+
+
+def test_the_readmes_test_command_times_are_the_committed_timing_runs():
+    """The test command's min and median in the README are those of its committed fresh-clone runs, and those
+    runs timed the README's test command verbatim."""
+    import statistics
+
+    summary = (ROOT / "results" / "timing_fresh_clone" / "test_command_summary.txt").read_text()
+    walls = [int(w) for w in re.findall(r"rc=0 wall=(\d+) s", summary)]
+    assert len(walls) >= 2, summary
+    median = statistics.median(walls)
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"min {min(walls) // 60}:{min(walls) % 60:02d}, median {int(median) // 60}:{int(median) % 60:02d}" in text
+    assert summary.splitlines()[0] == "command: " + _block_after("<!-- readme:test-command -->")[0]
