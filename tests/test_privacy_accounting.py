@@ -286,3 +286,29 @@ def test_budget_from_a_config_delta_setting_is_the_value_or_the_rule():
     assert PrivacyBudget.from_setting(1.0, "1/(n ln n)", 4000) == PrivacyBudget.from_rule(1.0, 4000)
     with pytest.raises(ValueError, match="or the rule"):
         PrivacyBudget.from_setting(1.0, "1/n", 4000)
+
+
+def test_a_backend_evaluates_each_history_once_and_its_failures_are_not_remembered():
+    # Calibration's probes, the runner's re-check and the conformance plan check ask for the same histories again.
+    from dpgen_bench.privacy.accounting import Accountant, register_accountant
+
+    calls = []
+
+    def counting(history, delta):
+        calls.append((tuple(history), delta))
+        if history[0][0] < 1.0:
+            raise AccountingError("a toy failure")
+        return 0.5 * len(calls)
+
+    register_accountant(Accountant("toy-counting", "counts its calls (a test toy)", counting, 0.0, 0.0, True))
+    try:
+        first = epsilon(GaussianEvent(2.0), DELTA, "toy-counting")
+        assert epsilon([GaussianEvent(2.0)], DELTA, "toy-counting") == first and len(calls) == 1
+        assert epsilon(GaussianEvent(2.0), 2 * DELTA, "toy-counting") != first and len(calls) == 2
+        assert epsilon(GaussianEvent(3.0), DELTA, "toy-counting") != first and len(calls) == 3
+        for _ in range(2):
+            with pytest.raises(AccountingError, match="a toy failure"):
+                epsilon(GaussianEvent(0.5), DELTA, "toy-counting")
+        assert len(calls) == 5
+    finally:
+        ACCOUNTANTS.unregister("toy-counting")
