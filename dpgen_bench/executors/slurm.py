@@ -41,6 +41,9 @@ class SlurmSpec(ExecutorSpec):
     storage the driver and the compute nodes share."""
     poll_s: float = Field(default=2.0, gt=0)
     """How often the driver checks its jobs, in seconds (submitit caches the ``sacct`` queries)."""
+    result_wait_s: float | None = Field(default=None, gt=0)
+    """How long the driver waits for the result file of a job that ended without one before counting it failed,
+    in seconds (shared filesystems show files late); None: submitit's default (15 s)."""
 
 
 def _submitit():
@@ -128,9 +131,10 @@ class SlurmExecutor(Executor):
                 job.cancel(check=False)
             raise
 
-    @staticmethod
-    def _result(job, cell) -> tuple[dict[str, Any] | None, str | None]:
+    def _result(self, job, cell) -> tuple[dict[str, Any] | None, str | None]:
         """(record, None) for a job that returned, (None, why) for one that died or raised."""
+        if self.spec.result_wait_s is not None:
+            job._results_timeout_s = self.spec.result_wait_s  # submitit's wait for a late result file
         try:
             return job.result(), None
         except Exception as exc:  # UncompletedJobError: the job's process died; FailedJobError: it raised
