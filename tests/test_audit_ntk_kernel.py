@@ -98,6 +98,11 @@ def test_the_families_audit_config_audits_one_unsubsampled_dp_kernel_step_with_a
     for cell in kernel:
         assert cell.examples == cell.method_config["batch_size"] and cell.method_config["steps"] == 1
         assert cell.trials >= 1000
-    gs = [c for c in cells if c.method == "gs-wgan"]
-    assert {c.variant for c in gs} == {"correct", "tenth-noise", "original-accounting"}
-    assert all(c.examples == 1 and c.trials >= 5000 for c in gs)
+    # GS-WGAN twice: N_D = 50 against original-accounting (thousands of trials: the leak shows in 1 release of
+    # N_D), every example in one part against tenth-noise (each release one Gaussian of the charged sensitivity).
+    gs = [c for c in cells if c.label == "GS-WGAN"]
+    assert {c.variant for c in gs} == {"correct", "original-accounting"}
+    assert all(c.examples == 1 and c.trials >= 5000 and c.method_config["num_discriminators"] == 50 for c in gs)
+    one_part = [c for c in cells if c.label == "GS-WGAN (one part)"]
+    assert {c.variant for c in one_part} == {"correct", "tenth-noise"}
+    assert all(c.examples == 1 and c.trials >= 300 and c.method_config["num_discriminators"] == 1 for c in one_part)

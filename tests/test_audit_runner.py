@@ -100,6 +100,17 @@ def test_an_unknown_broken_variant_is_refused_naming_the_valid_ones(tmp_path):
         parse_config(_config(tmp_path, variants=["nope"]))
 
 
+def test_a_methods_own_variants_replace_the_configs_for_it_and_unknown_ones_are_refused(tmp_path):
+    def hook_variants(**audit):
+        config = parse_config(_config(tmp_path, **audit))
+        return {c.variant for c in build_audit_cells(config, resolve_methods(config)) if c.kind == "hook"}
+
+    assert hook_variants() == {"correct", "tenth-noise"}
+    assert hook_variants(methods={"dp-merf": {"examples": 200, "variants": []}}) == {"correct"}
+    with pytest.raises(ConfigFileError, match="unknown broken variant 'nope'.*tenth-noise"):
+        parse_config(_config(tmp_path, methods={"dp-merf": {"variants": ["nope"]}}))
+
+
 def test_audit_cells_change_key_with_what_determines_them(tmp_path):
     a = parse_config(_config(tmp_path))
     b = parse_config(_config(tmp_path, trials=400))

@@ -71,7 +71,8 @@ def _audit_plan(config: BenchConfig, method_configs: dict[str, Any]) -> tuple[li
                     confidence=spec.confidence, public_data=public, data_dir=config.data_dir,
                     download=config.download, split=config.split, tuning_split=config.tuning_split)
         applicable = variants_for(cls)
-        variants = ["correct"] + [v for v in spec.variants if v in applicable]
+        wanted = setting.variants if setting is not None and setting.variants is not None else spec.variants
+        variants = ["correct"] + [v for v in wanted if v in applicable]
         for eps in config.epsilons:
             if math.isinf(eps):
                 continue

@@ -109,6 +109,22 @@ class GenericAuditSpec(_Strict):
     """D: the first ``examples`` train examples, declared as their own size."""
 
 
+def _known_variants(value: list[str]) -> list[str]:
+    """``value`` if every name is a broken variant of some registered method, else UnknownNameError naming it."""
+    from ..audit.broken import check_variant_name
+    from ..registry import get_method, list_methods
+
+    classes = []
+    for method in list_methods():
+        try:
+            classes.append(get_method(method))
+        except Exception:  # noqa: BLE001 - a plugin that fails to load is reported by `dpgen-bench list`
+            continue
+    for name in value:
+        check_variant_name(name, classes)  # UnknownNameError listing the valid names
+    return value
+
+
 class AuditMethodSpec(_Strict):
     """How one method is audited, where its benchmark setting would make the mechanism audit slow or weak."""
 
@@ -124,6 +140,14 @@ class AuditMethodSpec(_Strict):
     generic: GenericAuditSpec | None = None
     """This method's generic-audit setting, replacing ``audit.generic`` for it (None: that one), e.g. fewer
     trials and a larger cap for a method whose fit takes seconds."""
+    variants: list[str] | None = None
+    """This method's power checks, replacing ``audit.variants`` for it (None: those), e.g. only the variant a
+    setting chosen for this entry has power against."""
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _known_variants(value)
 
     @field_validator("config")
     @classmethod
@@ -169,18 +193,7 @@ class AuditSpec(_Strict):
     @field_validator("variants")
     @classmethod
     def _variants(cls, value: list[str]) -> list[str]:
-        from ..audit.broken import check_variant_name
-        from ..registry import get_method, list_methods
-
-        classes = []
-        for method in list_methods():
-            try:
-                classes.append(get_method(method))
-            except Exception:  # noqa: BLE001 - a plugin that fails to load is reported by `dpgen-bench list`
-                continue
-        for name in value:
-            check_variant_name(name, classes)  # UnknownNameError listing the valid names
-        return value
+        return _known_variants(value)
 
 
 class TuneSpec(_Strict):
