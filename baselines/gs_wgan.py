@@ -184,6 +184,7 @@ class GSWGAN(GenerativeMethod):
         "num_discriminators": 3, "iterations": 3, "pretrain_iterations": 1, "critic_iters": 1, "batch_size": 8,
         "g_width": 8, "d_width": 8, "z_dim": 4,
     }
+    tuned_on: ClassVar[str] = "paper"  # paper values, counts scaled down for 2 cores; never evaluated (docs/gs_wgan.md)
     accounting: ClassVar[str] = CHARGED_ACCOUNTING
     """Which analysis ``privacy_plan`` and the ledger use; only the audit's broken variant changes it."""
 
