@@ -74,3 +74,14 @@ def test_dry_run_lists_the_audits_that_will_not_run_with_their_reason(tmp_path, 
     out = capsys.readouterr().out
     assert "honest[correct]/generic/eps=1  [to run]" in out
     assert "honest/hook/eps=1  [not run: NoisyPixelMean has no audit_release hook]" in out
+
+
+def test_an_audit_the_budget_cap_stops_is_reported_not_run_once_and_is_no_failure(tmp_path, toys_registered, capsys):
+    # A capped generic audit is final with its reason: "NOT RUN", never "FAILED"; with nothing else audited the
+    # command still needs --allow-unaudited, and then exits 0.
+    path = _config(tmp_path, toys_registered, generic={"trials": 600, "examples": 40, "max_seconds": 1e-6})
+    assert main(["audit", path, "--no-progress", "--allow-unaudited"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT RUN honest[correct]/generic/eps=1: 600 trials would take ~" in out
+    assert "FAILED" not in out and "not run: not run" not in out and "not-run: not run" not in out
+    assert "honest ε=1: generic: could not (not-run: 600 trials would take ~" in out

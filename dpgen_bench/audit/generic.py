@@ -188,7 +188,7 @@ def audit_any_method(
                   gaussian_tradeoff=gaussian_tradeoff_holds(ledger.events), canary=rule, config=config)
     if run < MIN_TRIALS:
         return GenericAudit(result=None, trials=run, estimated_seconds=2 * trials * fit_seconds,
-                            reason=(f"not run: {trials} trials would take ~{2 * trials * fit_seconds:.0f} s "
+                            reason=(f"{trials} trials would take ~{2 * trials * fit_seconds:.0f} s "
                                     f"(2 × {trials} fits × {fit_seconds:.2f} s), the cap max_seconds={max_seconds:g} "
                                     f"allows {run} < {MIN_TRIALS}"), **common)
     result = audit_mechanism(

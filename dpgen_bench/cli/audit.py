@@ -92,6 +92,8 @@ def report(summary, output_dir, allow_unaudited: bool = False) -> int:
                                                              na_rep="n/a"))
     for name, error in summary.failed:
         print(f"FAILED {name}: {error}")
+    for name, reason in summary.not_run:
+        print(f"NOT RUN {name}: {reason}")
     flagged = (frame["flagged"] == True) | (frame["flagged_gdp"] == True)  # noqa: E712 (NaN where not computed)
     wrong = frame[(frame["status"] == "ok") & (frame["variant"] == "correct") & flagged]
     for _, row in wrong.iterrows():

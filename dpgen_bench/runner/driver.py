@@ -27,7 +27,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 @dataclass
 class JobSummary:
-    """What a run of a grid did: jobs in it, skipped as already finished, run, failed."""
+    """What a run of a grid did: jobs in it, skipped as already finished, run, failed, not run."""
 
     root: Path
     total: int
@@ -35,6 +35,9 @@ class JobSummary:
     ran: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(job name, error message)."""
+    not_run: list[tuple[str, str]] = field(default_factory=list)
+    """(job name, reason) for jobs that ended without running for a stated reason (an audit the budget cap left
+    too few trials): final like a finished job, and not a failure."""
     damaged: list[tuple[str, str]] = field(default_factory=list)
     """(job name, what was wrong) for finished jobs whose record or artefacts no longer verify (recomputed)."""
     keys: list[str] = field(default_factory=list)
@@ -71,7 +74,9 @@ def run_jobs(todo: Sequence[Job], table: Table, store: ResultsStore, summary: Jo
         # The driver is the single writer of the store: workers only return their records.
         store.write_record(record, table)
         summary.ran.append(job.name)
-        if record["status"] != "ok":  # an audit's not-run (a stated reason) is reported with the failures
+        if record["status"] == "not-run":
+            summary.not_run.append((job.name, str(record.get("error"))))
+        elif record["status"] != "ok":
             summary.failed.append((job.name, str(record.get("error"))))
         if on_record is not None:
             on_record(job, record)

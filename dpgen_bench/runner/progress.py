@@ -149,7 +149,7 @@ class CellProgress:
             self.done += 1
             self._since.pop(name, None)
         self.running = max(0, self.running - 1)
-        self.failed += record.get("status") != "ok"
+        self.failed += record.get("status") not in ("ok", "not-run")
         if self._bar is not None:
             self._bar.set_postfix_str(self._counts(), refresh=False)
             self._bar.update(1)
