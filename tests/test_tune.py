@@ -29,7 +29,7 @@ def test_tuning_split_search_picks_the_better_candidate_and_declares_its_source(
     assert result.chosen == {"spread": 0.02}  # pixel noise of std 3 buries the class means
     assert result.epsilon == result.epsilon_incl_tuning == 10.0
     record = json.loads((tmp_path / "run" / "tune" / "tune.json").read_text())
-    assert len(record["trials"]) == 4 and record["tuned_on"] == "digits:tuning"
+    assert len(record["trials"]) == 2 and record["tuned_on"] == "digits:tuning"  # the space has 2 configs
     chosen = load_chosen(tmp_path / "run" / "tune" / "chosen.yaml")
     assert chosen["tuning_split"] is True and chosen.get("tune") is None
     assert chosen["methods"][0]["config"] == {"spread": 0.02} and chosen["methods"][0]["tuned_on"] == "digits:tuning"
@@ -57,6 +57,9 @@ def test_private_search_meets_the_target_including_tuning_and_releases_only_the_
     assert "ε incl. tuning" in render(rows, "md")
     record = json.loads((tmp_path / "run" / "tune" / "tune.json").read_text())
     assert "trials" not in record and record["per_candidate_rdp_epsilon"] < 10.0  # K and the others stay secret
+    from dpgen_bench.jobs.provenance import code_version
+
+    assert set(rows["code_version"]) == {code_version()} and record["code_version"] == code_version()
 
 
 def test_a_bad_space_or_metric_is_refused_before_anything_trains(tmp_path):
@@ -92,8 +95,19 @@ def test_a_tuning_split_search_says_each_candidate_as_it_finishes_and_keeps_the_
     assert seen == [1, 2]  # tune.json held the finished trials before the search ended
 
 
+def test_a_tuning_split_search_tries_different_configs_in_a_public_random_order(tmp_path):
+    from dpgen_bench.runner.tune_search import distinct_candidates
+
+    spec = parse_config(_config(tmp_path, space={"a": [1, 2, 3], "b": [0, 1]}, trials=5)).tune
+    drawn = distinct_candidates(spec)
+    assert len(drawn) == 5 and len({tuple(sorted(c.items())) for c in drawn}) == 5
+    assert drawn == distinct_candidates(spec)  # public: the same seed gives the same order
+    assert len(distinct_candidates(spec.model_copy(update={"trials": 9}))) == 6  # never more than the space
+
+
 def test_a_private_search_prints_neither_the_number_of_candidates_nor_their_scores(tmp_path, capsys):
     run_tune(parse_config(_config(tmp_path, select_on="private", trials=3)))
     err = capsys.readouterr().err
     assert "private search" in err and "secret" in err and "candidate" not in err.replace("candidates", "")
+    assert "wall time grows with the number" in err
     assert "acc-logreg" not in err

@@ -4,9 +4,11 @@ Two modes (``tune.select_on``, ``docs/honest_settings.md``):
 
 * ``tuning-split`` (free): the declared tuning split of the dataset (``load_splits(..., tuning=True)``), which
   never reaches training or evaluation of a run with ``tuning_split: true``, is split once more (stratified,
-  20 %); each of ``trials`` candidates trains on its first part at the tuning ε and is scored on the second.
+  20 %); each of ``trials`` different candidates (at most the space's size) trains on its first part at the
+  tuning ε and is scored on the second.
   The tuning examples are sacrificed: they get no protection (their scores are written out).
-* ``private``: K ~ truncated negative binomial with E[K] = ``trials`` (secret, OS entropy), each candidate
+* ``private``: K ~ truncated negative binomial with E[K] = ``trials`` (secret, OS entropy), each candidate drawn
+  independently (a config may come twice: the guarantee needs independent draws),
   trains on the private train split at a share of the budget calibrated so that the best-of-K search meets
   the target ε in total (:mod:`dpgen_bench.privacy.tuning`), scored on the tuning split. Only the best
   candidate is output: its config, its model, and its test metrics with "ε incl. tuning"; K and the other
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .config import BenchConfig, MethodSpec, TuneSpec
-from .tune_search import (TuneResult, _better, _fit_and_score, _score, _write, candidate, check_tune,  # noqa: F401
+from .tune_search import (TuneResult, _better, _fit_and_score, _score, _write, check_tune, distinct_candidates,  # noqa: F401
                           chosen_config, load_chosen, tuning_epsilon_target)
 
 VALIDATION_FRACTION = 0.2
@@ -63,10 +65,11 @@ def _run_tuning_split(config: BenchConfig, spec: TuneSpec, index: int, entry: Me
     budget = PrivacyBudget.from_setting(eps, config.delta, parts.train.public_size(), config.accountant)
     context = RunContext(device=config.device, progress=False, cache_dir=root / "cache")
     trials, best, best_score, direction = [], None, None, "higher"
-    _say(f"tune: {spec.trials} candidates of {entry.display} on the tuning split of {config.dataset} "
-         f"({len(parts.train)} train / {len(parts.test)} score), ε {eps:g} each")
-    for t in range(spec.trials):
-        values = candidate(spec, t)
+    candidates = distinct_candidates(spec)
+    fewer = f" (all the space has; tune.trials is {spec.trials})" if len(candidates) < spec.trials else ""
+    _say(f"tune: {len(candidates)} different candidates{fewer} of {entry.display} on the tuning split of "
+         f"{config.dataset} ({len(parts.train)} train / {len(parts.test)} score), ε {eps:g} each")
+    for t, values in enumerate(candidates):
         method_config = build_config(cls.Config, {**entry.config, **values})
         torch.manual_seed(spec.seed)
         _, ledger, rows = _fit_and_score(cls, method_config, parts.train, parts.test, budget, config.evaluation,
@@ -76,8 +79,8 @@ def _run_tuning_split(config: BenchConfig, spec: TuneSpec, index: int, entry: Me
                        "spent_epsilon_on_tuning_split": float(ledger.epsilon(budget)) if budget.is_private else math.inf})
         if _better(score, best_score, direction):
             best, best_score = values, score
-        _say(f"tune: candidate {t + 1}/{spec.trials} {values}: {spec.metric} {score}")
-        _progress(root, {"status": f"running: {t + 1} of {spec.trials} candidates done", "trials": trials})
+        _say(f"tune: candidate {t + 1}/{len(candidates)} {values}: {spec.metric} {score}")
+        _progress(root, {"status": f"running: {t + 1} of {len(candidates)} candidates done", "trials": trials})
     if best is None:
         raise RuntimeError(f"no candidate produced a {spec.metric} score; see {root / 'tune.json'}")
     tuned_on = f"{config.dataset}:tuning"

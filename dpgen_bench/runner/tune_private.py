@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import write_atomic
+from ..jobs.provenance import code_version
 from .config import BenchConfig, ConfigFileError, MethodSpec, TuneSpec
 from .tune_search import TuneResult, _better, _fit_and_score, _score, _write, candidate, tuning_epsilon_target
 
@@ -102,7 +103,8 @@ def run_private_tune(config: BenchConfig, spec: TuneSpec, index: int, entry: Met
     k = sample_tnb(spec.eta, gamma, release_generator())  # secret: never written anywhere
     print(f"tune: private search of {entry.display} (E[K] = {spec.trials:g} candidates, each at RDP ε "
           f"{per_candidate:.4f}; ε incl. tuning {eps_incl:.4f}). The number of candidates and their scores are "
-          f"secret: nothing is printed until the search ends.", file=sys.stderr, flush=True)
+          f"secret: nothing is printed until the search ends, and its wall time grows with the number: do not "
+          f"publish it.", file=sys.stderr, flush=True)
     for t in range(k):
         values = candidate(spec, t)
         method, ledger, rows = _fit_and_score(cls, build_config(cls.Config, {**entry.config, **values}), splits.train,
@@ -125,7 +127,8 @@ def run_private_tune(config: BenchConfig, spec: TuneSpec, index: int, entry: Met
              "accountant": "rdp (Papernot & Steinke 2022, Thm 2)", "delta": delta,
              "method_config": json.dumps(best_method.config.model_dump(mode="json"), sort_keys=True),
              "tuned_on": "private selection (accounted)", "tuned_on_reported_data": False,
-             "n_train_nominal": n_hat, "resources_missing_reason": "private search: not recorded"}
+             "n_train_nominal": n_hat, "resources_missing_reason": "private search: not recorded",
+             "code_version": code_version()}
     frame = pd.DataFrame([{**facts, **r} for r in rows])
     write_atomic(root / "results.csv", frame.to_csv(index=False))
     result = TuneResult(best, None, target, eps_incl)

@@ -41,11 +41,22 @@ def entry_of(config: BenchConfig, spec: TuneSpec) -> tuple[int, MethodSpec]:
 
 
 def candidate(spec: TuneSpec, t: int) -> dict[str, Any]:
-    """Trial ``t``'s values: each key's value drawn uniformly from its list with public randomness."""
+    """Trial ``t``'s values: each key's value drawn uniformly from its list with public randomness, independently
+    of the other trials (the private mode's guarantee needs independent draws; a config may come twice)."""
     from ..privacy.noise import public_generator
 
     g = public_generator(spec.seed, "tune", t)
     return {key: values[int(torch.randint(len(values), (1,), generator=g))] for key, values in spec.space.items()}
+
+
+def distinct_candidates(spec: TuneSpec) -> list[dict[str, Any]]:
+    """The tuning-split mode's candidates: ``spec.trials`` different configs of the space in a public random
+    order, or all of them if the space has fewer (a config drawn twice would spend a trial on nothing new)."""
+    from ..privacy.noise import public_generator
+
+    grid = [dict(zip(spec.space, values)) for values in itertools.product(*spec.space.values())]
+    order = torch.randperm(len(grid), generator=public_generator(spec.seed, "tune-order"))
+    return [grid[int(i)] for i in order[: spec.trials]]
 
 
 def tuning_epsilon_target(config: BenchConfig, spec: TuneSpec) -> float:
@@ -115,7 +126,10 @@ def chosen_config(config: BenchConfig, index: int, entry: MethodSpec, chosen: di
 
 
 def _write(config, spec, index, entry, chosen, tuned_on, root: Path, record: dict[str, Any], **changes) -> list[Path]:
+    from ..jobs.provenance import code_version
+
     out = chosen_config(config, index, entry, chosen, tuned_on, **changes)
+    record = {**record, "code_version": code_version()}
     return [write_atomic(root / "chosen.yaml", dump_config(out)),
             write_atomic(root / "tune.json", json.dumps(record, indent=1, sort_keys=True, default=str))]
 
