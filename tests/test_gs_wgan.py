@@ -148,7 +148,7 @@ def test_a_tenth_of_the_noise_is_flagged_when_the_auditor_puts_every_example_in_
     # The charge takes no amplification from the draw of the discriminator, so it holds for any N_D, and the
     # auditor may pick N_D = 1: the canary's discriminator is drawn in every release, which is then one Gaussian
     # of the charged sensitivity (the Gaussian-trade-off bound holds). At N_D = 50 the shift shows in 1 release
-    # of 50 and no audit of this size sees a tenth of the noise (results/README.md, audit_families_mnist5k).
+    # of 50 and the 6,000-trial audit did not see a tenth of the noise (docs/gs_wgan.md).
     # Over 8 RNG states: the Gaussian-trade-off ε_lower of tenth-noise 3.9–6.2 against the claim 1 (the
     # assumption-free bound 1.1–1.9, too close to the claim to assert), the correct release's 0.0 on all 8.
     one_part = {**AUDIT, "num_discriminators": 1}
