@@ -31,8 +31,16 @@ def test_every_built_in_method_declares_a_valid_tuning_source(name):
 
 
 def test_the_defaults_chosen_on_mnist_5k_say_so():
-    # DPDM's p_mean/EMA, DP-CGAN's epochs, DP-MEPF's steps and PE's population were chosen on mnist-5k itself.
-    for name in ("dpdm", "dp-cgan", "dp-mepf", "pe"):
+    # DP-CGAN's epochs, DP-MEPF's steps and PE's population were chosen on mnist-5k itself.
+    for name in ("dp-cgan", "dp-mepf", "pe"):
+        assert tuned_on_reported_data(get_method(name).tuned_on, "mnist-5k", tuning_split=False) is True
+
+
+def test_defaults_chosen_on_the_tuning_split_are_unmarked_only_where_it_is_held_out():
+    # DPDM's p_mean/EMA (and so DP-FETA's) and DP-Kernel's bandwidths/lr were chosen on mnist-5k's tuning split.
+    for name in ("dpdm", "dp-feta", "dp-kernel"):
+        assert get_method(name).tuned_on == "mnist-5k:tuning"
+        assert tuned_on_reported_data(get_method(name).tuned_on, "mnist-5k", tuning_split=True) is False
         assert tuned_on_reported_data(get_method(name).tuned_on, "mnist-5k", tuning_split=False) is True
 
 
