@@ -45,9 +45,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from dpgen_bench.audit.broken import BrokenVariant
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
-from dpgen_bench.method import Capabilities
+from dpgen_bench.method import BrokenVariant, Capabilities
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent

@@ -53,11 +53,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from dpgen_bench.audit.broken import BrokenVariant
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.loaders import poisson_loader
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
-from dpgen_bench.method import Capabilities, GenerativeMethod, GradientProbe, MethodConfig
+from dpgen_bench.method import BrokenVariant, Capabilities, GenerativeMethod, GradientProbe, MethodConfig
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent

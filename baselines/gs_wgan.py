@@ -42,10 +42,9 @@ from pydantic import Field, field_validator
 from torch import nn
 from tqdm.auto import tqdm
 
-from dpgen_bench.audit.broken import BrokenVariant
 from dpgen_bench.context import RunContext
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
-from dpgen_bench.method import Capabilities, GenerativeMethod, MethodConfig
+from dpgen_bench.method import BrokenVariant, Capabilities, GenerativeMethod, MethodConfig
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate
 from dpgen_bench.privacy.events import PoissonSubsampledGaussianEvent

@@ -38,9 +38,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from dpgen_bench.audit.broken import BrokenVariant
 from dpgen_bench.data.types import DatasetInfo, ImageDataset
-from dpgen_bench.method import MethodConfig
+from dpgen_bench.method import BrokenVariant, MethodConfig
 from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.calibration import calibrate
 from dpgen_bench.privacy.events import GaussianEvent, PoissonSubsampledGaussianEvent

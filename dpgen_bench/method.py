@@ -21,13 +21,14 @@ class is refused when it is defined (before any training), naming its module and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, Callable, ClassVar, ContextManager, Mapping, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -37,9 +38,6 @@ from .data.types import DatasetInfo, ImageDataset
 from .files import atomic_path, write_atomic
 from .privacy.budget import PrivacyBudget
 from .privacy.ledger import PrivacyLedger
-
-if TYPE_CHECKING:
-    from .audit.broken import BrokenVariant
 
 INTERFACE_VERSION = 2
 """The version of the method interface this library implements (see the module docstring)."""
@@ -140,6 +138,22 @@ class Capabilities:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class BrokenVariant:
+    """A deliberately broken copy of a method, for the audit's power checks (``dpgen_bench.audit.broken`` builds
+    and runs them). ``patches()``: a context in which the method's code is broken (entered around construction,
+    ``fit``, ``audit_release`` and ``audit_direction``); ``transform(cls)``: a subclass with a broken part, or
+    None; ``applies(cls)``: whether the bug can exist in that method at all (no DP-SGD, no clipping to skip). A
+    variant a method declares for itself (:meth:`GenerativeMethod.broken_variants`) applies to it (and its
+    subclasses) by definition."""
+
+    name: str
+    description: str
+    applies: Callable[[type], bool] = lambda cls: True
+    patches: Callable[[], ContextManager] = contextlib.nullcontext
+    transform: Callable[[type], type] | None = None
 
 
 class GradientProbe(Protocol):
@@ -345,9 +359,9 @@ class GenerativeMethod(ABC):
     audit leaves them out (``variants_for``) and refuses to build them, naming the reason. Default: none."""
 
     @classmethod
-    def broken_variants(cls) -> "tuple[BrokenVariant, ...]":
+    def broken_variants(cls) -> tuple[BrokenVariant, ...]:
         """Deliberately broken copies of this method that only it can have (the audit's power checks, e.g.
-        DPDM's ``per-row-clip``), as :class:`~dpgen_bench.audit.broken.BrokenVariant`; the generic ones
+        DPDM's ``per-row-clip``), as :class:`BrokenVariant`; the generic ones
         (``tenth-noise``, ``unclipped``) reach every method through the noise and DP-SGD seams and are not
         listed here. Default: none."""
         return ()

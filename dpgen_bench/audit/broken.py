@@ -27,29 +27,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ContextManager, Iterator
+from typing import TYPE_CHECKING, ContextManager, Iterator
 
+from dpgen_bench.method import BrokenVariant  # noqa: F401  (defined with the method interface; re-exported here)
 from dpgen_bench.named_registry import Registry, UnknownNameError
 from dpgen_bench.privacy.dpsgd import optimizer_transform
 from dpgen_bench.privacy.noise import draw_gaussian, noise_sampler
 
 if TYPE_CHECKING:
     from opacus.optimizers import DPOptimizer
-
-
-@dataclass(frozen=True)
-class BrokenVariant:
-    """``patches()``: a context in which the method's code is broken (entered around construction, ``fit``,
-    ``audit_release`` and ``audit_direction``); ``transform(cls)``: a subclass with a broken part, or None; ``applies(cls)``:
-    whether the bug can exist in that method at all (no DP-SGD, no clipping to skip). A variant a method
-    declares for itself applies to it (and its subclasses) by definition."""
-
-    name: str
-    description: str
-    applies: Callable[[type], bool] = lambda cls: True
-    patches: Callable[[], ContextManager] = contextlib.nullcontext
-    transform: Callable[[type], type] | None = None
 
 
 VARIANTS: Registry[BrokenVariant] = Registry("broken variant")
