@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import write_atomic
 from .config import BenchConfig, MethodSpec, TuneSpec
 from .tune_search import (TuneResult, _better, _fit_and_score, _score, _write, check_tune, distinct_candidates,  # noqa: F401
                           chosen_config, load_chosen, tuning_epsilon_target)
@@ -100,7 +101,5 @@ def _say(line: str) -> None:
 def _progress(root: Path, record: dict) -> None:
     """The trials so far in ``tune.json`` (tuning-split mode only: its trials are public; the final write
     replaces it), so an interrupted search leaves what it found."""
-    from ..files import write_atomic
-
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(root / "tune.json", json.dumps(record, indent=1, sort_keys=True, default=str))

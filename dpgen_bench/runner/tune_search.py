@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from ..files import write_atomic
+from ..jobs.provenance import code_version
 from .config import BenchConfig, ConfigFileError, MethodSpec, TuneSpec, dump_config, resolve_methods
 
 
@@ -126,8 +127,6 @@ def chosen_config(config: BenchConfig, index: int, entry: MethodSpec, chosen: di
 
 
 def _write(config, spec, index, entry, chosen, tuned_on, root: Path, record: dict[str, Any], **changes) -> list[Path]:
-    from ..jobs.provenance import code_version
-
     out = chosen_config(config, index, entry, chosen, tuned_on, **changes)
     record = {**record, "code_version": code_version()}
     return [write_atomic(root / "chosen.yaml", dump_config(out)),
