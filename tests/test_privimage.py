@@ -18,6 +18,7 @@ from dpgen_bench.privacy.budget import PrivacyBudget
 from dpgen_bench.privacy.events import GaussianEvent, PoissonSubsampledGaussianEvent
 from dpgen_bench.privacy.ledger import PrivacyLedger
 from dpgen_bench.privacy.noise import recording_noise
+from dpgen_bench_baselines.dpdm import DPDM
 from dpgen_bench_baselines.privimage import (
     QUERY_NOTE,
     PrivImage,
@@ -229,10 +230,12 @@ def test_a_torchvision_classifier_with_local_weights_scores_the_pools_classes(tm
         public_classifier(pool, spec.model_copy(update={"weights": str(tmp_path / "w1k.pth")}), seed=0)
 
 
-def test_privimage_declares_paper_values_not_tuned_on_the_reported_data():
+def test_privimage_shares_dpdms_tuning_split_settings_and_is_unmarked_only_with_the_split_held_out():
     from dpgen_bench.registry import get_method
     from dpgen_bench.runner.tuned_on import tuned_on_reported_data
 
-    assert get_method("privimage") is PrivImage and PrivImage.tuned_on == "paper"
-    assert tuned_on_reported_data(PrivImage.tuned_on, "mnist-5k", tuning_split=False) is False
-    assert PrivImage.Config().p_mean == -1.2  # not DPDM's CPU p_mean 1.0, which was chosen on mnist-5k
+    assert get_method("privimage") is PrivImage and PrivImage.tuned_on == DPDM.tuned_on == "mnist-5k:tuning"
+    assert tuned_on_reported_data(PrivImage.tuned_on, "mnist-5k", tuning_split=True) is False
+    assert tuned_on_reported_data(PrivImage.tuned_on, "mnist-5k", tuning_split=False) is True
+    ours, dpdm = PrivImage.Config(), DPDM.Config()
+    assert (ours.p_mean, ours.ema_decay) == (dpdm.p_mean, dpdm.ema_decay)  # one source: DPDM's tuning-split choice
