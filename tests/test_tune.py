@@ -111,3 +111,31 @@ def test_a_private_search_prints_neither_the_number_of_candidates_nor_their_scor
     assert "private search" in err and "secret" in err and "candidate" not in err.replace("candidates", "")
     assert "wall time grows with the number" in err
     assert "acc-logreg" not in err
+
+
+@pytest.mark.parametrize("select_on", ["tuning-split", pytest.param("private", marks=pytest.mark.slow)])
+def test_every_candidate_fits_with_the_entrys_public_data(tmp_path, monkeypatch, select_on):
+    """A method that pre-trains on public data is tuned as it will run: the candidates' context carries the
+    entry's ``public_data`` (the search once fitted DP-LDM with none, its networks at random initialisation)."""
+    from dpgen_bench.runner import tune, tune_private
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def first_fit(cls, method_config, train, validation, budget, evaluation, root, seed, context):
+        seen.append(context.public_data)
+        raise Stop
+
+    monkeypatch.setattr(tune, "_fit_and_score", first_fit)
+    monkeypatch.setattr(tune_private, "_fit_and_score", first_fit)
+    config = {"dataset": "mnist-5k", "epsilons": [10], "delta": 1e-5, "evaluation": EVAL,
+              "output_dir": str(tmp_path / "run"),
+              "methods": [{"name": "dpdm", "label": "DPDM+public", "public_data": {"dataset": "digits"}}],
+              "tune": {"method": "DPDM+public", "space": {"p_mean": [0.0, 1.0]}, "trials": 2,
+                       "metric": "acc-logreg", "select_on": select_on}}
+    with pytest.raises(Stop):
+        run_tune(parse_config(config))
+    assert len(seen) == 1 and seen[0] is not None
+    assert len(seen[0]) == 1797 and tuple(seen[0].images.shape[1:]) == (1, 28, 28)  # all of digits, mnist's shape

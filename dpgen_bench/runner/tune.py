@@ -30,7 +30,7 @@ import torch
 from ..files import write_atomic
 from .config import BenchConfig, MethodSpec, TuneSpec
 from .tune_search import (TuneResult, _better, _fit_and_score, _score, _write, check_tune, distinct_candidates,  # noqa: F401
-                          chosen_config, load_chosen, tuning_epsilon_target)
+                          chosen_config, load_chosen, tune_context, tuning_epsilon_target)
 
 VALIDATION_FRACTION = 0.2
 """Share of the tuning split that scores ``tuning-split`` candidates (the rest trains them)."""
@@ -56,7 +56,6 @@ def _tuning_parts(config: BenchConfig, seed: int):
 
 
 def _run_tuning_split(config: BenchConfig, spec: TuneSpec, index: int, entry: MethodSpec, cls) -> TuneResult:
-    from ..context import RunContext
     from ..method import build_config
     from ..privacy.budget import PrivacyBudget
 
@@ -64,7 +63,7 @@ def _run_tuning_split(config: BenchConfig, spec: TuneSpec, index: int, entry: Me
     parts = _tuning_parts(config, spec.seed)
     eps = tuning_epsilon_target(config, spec)
     budget = PrivacyBudget.from_setting(eps, config.delta, parts.train.public_size(), config.accountant)
-    context = RunContext(device=config.device, progress=False, cache_dir=root / "cache")
+    context = tune_context(config, entry, parts.train.info, root)
     trials, best, best_score, direction = [], None, None, "higher"
     candidates = distinct_candidates(spec)
     fewer = f" (all the space has; tune.trials is {spec.trials})" if len(candidates) < spec.trials else ""

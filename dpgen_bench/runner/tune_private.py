@@ -24,7 +24,7 @@ import pandas as pd
 from ..files import write_atomic
 from ..jobs.provenance import code_version
 from .config import BenchConfig, ConfigFileError, MethodSpec, TuneSpec
-from .tune_search import TuneResult, _better, _fit_and_score, _score, _write, candidate, tuning_epsilon_target
+from .tune_search import TuneResult, _better, _fit_and_score, _score, _write, candidate, tune_context, tuning_epsilon_target
 
 RDP_SLACK = 1e-9
 """Relative float slack when checking a candidate's ledger against the reference curve."""
@@ -81,7 +81,6 @@ def reference(cls, entry: MethodSpec, spec: TuneSpec, n_hat: int, epsilon: float
 
 
 def run_private_tune(config: BenchConfig, spec: TuneSpec, index: int, entry: MethodSpec, cls):
-    from ..context import RunContext
     from ..data import load_splits
     from ..method import build_config
     from ..privacy.budget import PrivacyBudget
@@ -98,7 +97,7 @@ def run_private_tune(config: BenchConfig, spec: TuneSpec, index: int, entry: Met
     gamma = gamma_for_mean(spec.eta, spec.trials)
     per_candidate, ref, eps_incl = reference(cls, entry, spec, n_hat, target, delta, gamma)
     budget = PrivacyBudget(per_candidate, delta, accountant="rdp")
-    context = RunContext(device=config.device, progress=False, cache_dir=root / "cache")
+    context = tune_context(config, entry, splits.train.info, root)
     best, best_score, best_method, direction = None, None, None, "higher"
     k = sample_tnb(spec.eta, gamma, release_generator())  # secret: never written anywhere
     print(f"tune: private search of {entry.display} (E[K] = {spec.trials:g} candidates, each at RDP ε "
