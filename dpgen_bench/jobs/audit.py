@@ -5,7 +5,6 @@ executor. The planning of a config's audits is the runner's (:mod:`dpgen_bench.r
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import time
@@ -108,12 +107,9 @@ def make_audit(**fields: Any) -> AuditJob:
 def _with_public_data(context: RunContext, cell: AuditJob, splits) -> RunContext:
     """The context of a cell of this method: with its public data, so the audit's fits pre-train on it as the
     method's cells do (a method without public data: ``context`` unchanged)."""
-    if cell.public_data is None:
-        return context
-    from .public import load_public_data
+    from .public import with_public_data
 
-    return dataclasses.replace(context, public_data=load_public_data(
-        cell.public_data, splits.info, data_dir=cell.data_dir, download=cell.download))
+    return with_public_data(context, cell.public_data, splits.info, data_dir=cell.data_dir, download=cell.download)
 
 
 def _audit_data(train: ImageDataset, examples: int | None) -> ImageDataset:

@@ -10,6 +10,7 @@ through the data layer, converts it to the private images' shape and hands it to
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -89,3 +90,14 @@ def load_public_data(public: dict[str, Any], private: DatasetInfo, data_dir: str
     data = _load(public["dataset"], public.get("data_dir") or data_dir, bool(public.get("download") or download))
     with torch.no_grad():
         return convert_to_shape(data, private, public.get("resize", "bilinear"))
+
+
+def with_public_data(context, public: dict[str, Any] | None, private: DatasetInfo, data_dir: str | None = None,
+                     download: bool = False):
+    """``context`` (a ``RunContext``) with ``public`` loaded by :func:`load_public_data` as its ``public_data``;
+    ``context`` unchanged when there is none. The one way a cell, an audit or a tuning candidate gets the public
+    data its method pre-trains on."""
+    if public is None:
+        return context
+    return dataclasses.replace(context, public_data=load_public_data(public, private, data_dir=data_dir,
+                                                                     download=download))

@@ -14,7 +14,6 @@ The spec of a training cell is :class:`Cell`; ``Cell.run`` is :func:`run_cell`.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import functools
 import json
@@ -299,11 +298,10 @@ def _run_steps(cell: Cell, cell_dir: Path, root: Path, context: RunContext, fact
     n_hat = splits.train.public_size()
     budget = budget_for(cell, n_hat)
     facts.update(n_train_nominal=n_hat, n_test=splits.test.public_size(), delta=budget.delta, delta_rule=budget.delta_rule)
-    if cell.public_data is not None:  # public, so it may change what the method computes (resolve_methods checked it)
-        from .public import load_public_data
+    from .public import with_public_data
 
-        context = dataclasses.replace(context, public_data=load_public_data(
-            cell.public_data, splits.info, data_dir=cell.data_dir, download=cell.download))
+    # public, so it may change what the method computes (resolve_methods checked it)
+    context = with_public_data(context, cell.public_data, splits.info, data_dir=cell.data_dir, download=cell.download)
     torch.manual_seed(cell.seed)
     method_cls = get_method(cell.method)
     method = method_cls(cell.method_config, splits.info, seed=cell.seed, context=context)

@@ -106,18 +106,12 @@ def tune_context(config: BenchConfig, entry: MethodSpec, info, root: Path):
     """The RunContext every candidate fits with: the config's device, a cache under ``root``, and the entry's
     ``public_data`` loaded as a cell loads it (converted to ``info``'s shape), so a method that pre-trains on
     public data is tuned as it will run."""
-    import dataclasses
-
     from ..context import RunContext
+    from ..jobs.public import with_public_data
 
-    context = RunContext(device=config.device, progress=False, cache_dir=root / "cache")
-    if entry.public_data is None:
-        return context
-    from ..jobs.public import load_public_data
-
-    public = load_public_data(entry.public_data.model_dump(mode="json"), info, data_dir=config.data_dir,
-                              download=config.download)
-    return dataclasses.replace(context, public_data=public)
+    public = entry.public_data.model_dump(mode="json") if entry.public_data is not None else None
+    return with_public_data(RunContext(device=config.device, progress=False, cache_dir=root / "cache"), public,
+                            info, data_dir=config.data_dir, download=config.download)
 
 
 def _fit_and_score(cls, method_config, train, validation, budget, evaluation, root: Path, seed: int, context):
