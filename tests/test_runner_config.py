@@ -410,11 +410,12 @@ def test_a_key_neutral_field_leaves_the_key_at_its_default_and_enters_it_otherwi
 
 
 def test_the_dpimagebench_diffusion_entries_spell_out_the_papers_dp_sgd_settings():
-    """DPDM, PrivImage and DP-FETA default to CPU settings chosen on mnist-5k's tuning split (p_mean 1.0, EMA
-    0.95, B = 100, 10 epochs); an entry of a paper grid that left one out would run the CPU value silently."""
+    """DPDM, PrivImage, DP-FETA, DP-LDM and DP-LoRA default to CPU settings chosen on mnist-5k's tuning split
+    (p_mean 1.0, B = 100, 10 epochs); an entry of a paper grid that left one out would run the CPU value silently."""
     paper_keys = {"batch_size", "epochs", "lr", "p_mean", "p_std", "noise_multiplicity", "max_grad_norm"}
+    diffusion = {"dpdm", "privimage", "dp-feta", "dp-ldm", "dp-lora"}
     for path in (p for p in CONFIGS if p.name.startswith("dpimagebench-")):
-        entries = [m for m in load_config(path).methods if m.name in ("dpdm", "privimage", "dp-feta")]
-        assert {m.name for m in entries} == {"dpdm", "privimage", "dp-feta"}, path.name
+        entries = [m for m in load_config(path).methods if m.name in diffusion]
+        assert {m.name for m in entries} == diffusion, path.name
         for m in entries:
             assert paper_keys <= set(m.config), (path.name, m.display, sorted(paper_keys - set(m.config)))

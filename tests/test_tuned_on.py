@@ -3,6 +3,9 @@ rows whose settings were chosen on the reported data itself (no ledger counts th
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -15,6 +18,7 @@ from dpgen_bench.runner.grid import build_cells
 from dpgen_bench.runner.tables import render
 from dpgen_bench.runner.tuned_on import parse_tuned_on, resolve_tuned_on, tuned_on_reported_data
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 BUILT_IN_PACKAGES = ("dpgen_bench_methods", "dpgen_bench_baselines")
 BUILT_IN = [n for n in list_methods() if get_method(n).__module__.split(".")[0] in BUILT_IN_PACKAGES]
 
@@ -37,11 +41,25 @@ def test_the_defaults_chosen_on_mnist_5k_say_so():
 
 
 def test_defaults_chosen_on_the_tuning_split_are_unmarked_only_where_it_is_held_out():
-    # DPDM's p_mean/EMA (and so DP-FETA's) and DP-Kernel's bandwidths/lr were chosen on mnist-5k's tuning split.
-    for name in ("dpdm", "dp-feta", "dp-kernel"):
+    # DPDM's p_mean/EMA (and so DP-FETA's), DP-LDM's and DP-LoRA's p_mean and DP-Kernel's bandwidths/lr were chosen
+    # on mnist-5k's tuning split.
+    for name in ("dpdm", "dp-feta", "dp-ldm", "dp-lora", "dp-kernel"):
         assert get_method(name).tuned_on == "mnist-5k:tuning"
         assert tuned_on_reported_data(get_method(name).tuned_on, "mnist-5k", tuning_split=True) is False
         assert tuned_on_reported_data(get_method(name).tuned_on, "mnist-5k", tuning_split=False) is True
+
+
+@pytest.mark.parametrize("name, folder", [
+    ("dpdm", "tune_dpdm_mnist5k"),
+    ("dp-ldm", "tune_dp_ldm_mnist5k"),
+])
+def test_a_default_declared_tuned_is_what_its_committed_search_chose(name, folder):
+    """The committed ``dpgen-bench tune`` record is the evidence behind ``tuned_on``: a default that drifted from
+    it (or a search never applied) would make the declaration false."""
+    record = json.loads((RESULTS / folder / "tune.json").read_text())
+    defaults = get_method(name).Config()
+    assert {key: getattr(defaults, key) for key in record["chosen"]} == record["chosen"]
+    assert get_method(name).tuned_on == record["tuned_on"] == "mnist-5k:tuning"
 
 
 @pytest.mark.parametrize("source, tuning_split, expected", [
