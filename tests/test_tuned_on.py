@@ -52,6 +52,8 @@ def test_defaults_chosen_on_the_tuning_split_are_unmarked_only_where_it_is_held_
 @pytest.mark.parametrize("name, folder", [
     ("dpdm", "tune_dpdm_mnist5k"),
     ("dp-ldm", "tune_dp_ldm_mnist5k"),
+    ("dp-lora", "tune_dp_lora_mnist5k"),
+    ("dp-lora", "tune_dp_lora_mnist5k/lr_edge"),
 ])
 def test_a_default_declared_tuned_is_what_its_committed_search_chose(name, folder):
     """The committed ``dpgen-bench tune`` record is the evidence behind ``tuned_on``: a default that drifted from
