@@ -12,6 +12,7 @@ import yaml
 
 import runner_toy
 from dpgen_bench.cli import main
+from dpgen_bench.jobs.store import read_rows
 from dpgen_bench.runner.config import (
     ConfigFileError,
     apply_override,
@@ -331,13 +332,11 @@ def test_progress_is_not_a_method_config_key_it_comes_with_the_run_context():
 
 def test_the_default_config_has_the_cell_keys_of_the_committed_reference_run():
     """The end-of-run comparison matches cells by key: a key change must come with a regenerated reference."""
-    import pandas as pd
-
     from dpgen_bench.runner.grid import build_cells
 
     config = parse_config(default_config_data())
     keys = {c.key for c in build_cells(config, resolve_methods(config))}
-    reference = set(pd.read_csv(Path(__file__).parents[1] / "results" / "default" / "results.csv")["cell_key"])
+    reference = set(read_rows(Path(__file__).parents[1] / "results" / "default" / "results.csv")["cell_key"])
     assert keys == reference
 
 

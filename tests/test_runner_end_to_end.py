@@ -11,6 +11,7 @@ import yaml
 
 import runner_toy  # noqa: F401  (registers the toy methods)
 from dpgen_bench.cli import main
+from dpgen_bench.jobs.store import read_rows
 from dpgen_bench.privacy.budget import SPEND_RTOL
 from dpgen_bench.runner.benchmark import run_benchmark, threads_per_job
 from dpgen_bench.runner.config import parse_config, resolve_methods
@@ -59,7 +60,7 @@ def test_results_csv_is_long_format_with_every_design_column(grid):
 
 def test_spent_epsilon_is_recomputed_and_within_target(grid):
     _, _, out = grid
-    df = pd.read_csv(out / "results.csv").drop_duplicates("cell_key")
+    df = read_rows(out / "results.csv").drop_duplicates("cell_key")
     for _, row in df.iterrows():
         assert 0 < row["spent_epsilon"] <= row["target_epsilon"] * (1 + SPEND_RTOL)
     # Calibration is tight: the spend is close to the target, not trivially 0.
@@ -108,7 +109,7 @@ def test_resolved_config_environment_and_artefacts_are_saved(grid):
     keys = lambda c: [cell.key for cell in build_cells(c, resolve_methods(c))]  # noqa: E731
     assert keys(saved) == keys(config)
     assert "torch_version" in (out / "environment.json").read_text()
-    for key in pd.read_csv(out / "results.csv")["cell_key"].unique():
+    for key in read_rows(out / "results.csv")["cell_key"].unique():
         cell = out / "cells" / key
         for name in ("samples.npz", "samples.png", "ledger.json", "checkpoint/state.pt", "checkpoint/method.json"):
             assert (cell / name).exists(), f"{key}: {name} missing"

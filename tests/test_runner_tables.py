@@ -262,6 +262,19 @@ def test_results_csv_is_rebuilt_from_records_without_duplicates(tmp_path):
     assert set(store.read_results()["cell_key"]) == {"b"}
 
 
+def test_keys_and_versions_that_look_like_numbers_come_back_as_text(tmp_path):
+    # A short commit of digits only (9770589) read back as an int once and failed a provenance check; a hex key
+    # like 12e4… would come back as a float and match no cell.
+    store = ResultsStore(tmp_path)
+    row = {"cell_key": "12e4567890123456", "status": "ok", "dataset": "d", "method": "m", "target_epsilon": 1.0,
+           "seed": 0, "metric": "x", "value": 1.0, "code_version": "9770589", "torch_version": "2.10"}
+    store.write_record({"key": "12e4567890123456", "status": "ok", "rows": [row]})
+    store.rebuild_csv()
+    back = store.read_results().iloc[0]
+    assert (back["cell_key"], back["code_version"], back["torch_version"]) == ("12e4567890123456", "9770589", "2.10")
+    assert store.consistency() is None
+
+
 def test_values_computed_in_the_training_feature_space_are_marked_and_explained():
     rows = []
     for method, same in (("DP-MEPF", True), ("DP-CGAN", False)):

@@ -11,6 +11,7 @@ import pytest
 
 import runner_toy  # noqa: F401  (registers the toy methods)
 from dpgen_bench.cli import main
+from dpgen_bench.jobs.store import read_rows
 from dpgen_bench.runner.config import ConfigFileError, parse_config
 from dpgen_bench.runner.tune import load_chosen, run_tune
 
@@ -50,7 +51,7 @@ def test_the_chosen_config_reruns_unmarked(tmp_path):
 def test_private_search_meets_the_target_including_tuning_and_releases_only_the_best(tmp_path):
     result = run_tune(parse_config(_config(tmp_path, select_on="private", trials=3)))
     assert result.epsilon_incl_tuning <= 10.0 and result.epsilon_incl_tuning > 9.0
-    rows = pd.read_csv(tmp_path / "run" / "tune" / "results.csv")
+    rows = read_rows(tmp_path / "run" / "tune" / "results.csv")
     assert (rows["epsilon_incl_tuning"] <= 10.0).all() and set(rows["metric"]) >= {"acc-logreg"}
     from dpgen_bench.runner.tables import render
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from dpgen_bench.files import write_atomic
+from dpgen_bench.jobs.store import read_rows
 
 
 def seed_spread(reference: pd.DataFrame, extra: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -40,8 +41,8 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     folder = Path(argv[0])
-    reference = pd.read_csv(folder / "results.csv")
-    extra = pd.concat([pd.read_csv(p) for p in argv[1:]])
+    reference = read_rows(folder / "results.csv")
+    extra = pd.concat([read_rows(p) for p in argv[1:]])
     seeds = ", ".join(str(s) for s in sorted(extra["seed"].unique()))
     ref_seeds = ", ".join(str(s) for s in sorted(reference["seed"].unique()))
     spread = seed_spread(reference, extra, f"{folder.as_posix()} (seed {ref_seeds}) + seed_spread_runs.csv (seeds {seeds})")

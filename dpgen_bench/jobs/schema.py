@@ -76,6 +76,11 @@ estimated Gaussian-DP μ of the mechanism statistic."""
 
 AUDIT_KINDS = ("hook", "generic", "one-run")
 
+TEXT_COLUMNS = ("cell_key", "audit_key", "method_config_hash", "dataset", "method", "method_name", "python_version",
+                "torch_version", "opacus_version", "dpgen_bench_version", "code_version")
+"""Columns read back as text whatever they hold: a hex key or a version can look like a number (commit
+``9770589`` would read as an int, a key ``12e4…`` as a float, version ``2.10`` as 2.1)."""
+
 
 @dataclass(frozen=True)
 class Table:

@@ -33,7 +33,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..files import write_atomic
-from .schema import AUDITS, COLUMNS, RESULTS, Table  # noqa: F401 (COLUMNS: re-exported)
+from .schema import AUDITS, COLUMNS, RESULTS, TEXT_COLUMNS, Table  # noqa: F401 (COLUMNS: re-exported)
 
 RESULTS_CSV = "results.csv"
 CELLS_DIR = "cells"
@@ -91,6 +91,12 @@ def _as_record(data: dict[str, Any], table: Table) -> dict[str, Any]:
     key = data.get(table.key_column)
     return {"key": key, "name": key, "status": data.get("status"), "error": data.get("error"), "rows": [data],
             "artefacts": {}}
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """A stored CSV of rows (``results.csv``, ``audit.csv``) with the :data:`~dpgen_bench.jobs.schema.TEXT_COLUMNS`
+    it has read as text, so keys and versions come back as they were written."""
+    return pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
 
 
 def file_digest(path: Path) -> dict[str, Any]:
@@ -291,7 +297,7 @@ class ResultsStore:
         """None if ``results.csv`` holds exactly the rows of the records, else what differs."""
         records = self.frame()
         try:
-            csv = pd.read_csv(self.csv_path)
+            csv = read_rows(self.csv_path)
         except FileNotFoundError:
             return f"{RESULTS_CSV} is missing" if len(records) else None
         except (ValueError, pd.errors.ParserError) as exc:
@@ -307,4 +313,4 @@ class ResultsStore:
         """``results.csv`` as a DataFrame (``target_epsilon`` = inf for non-private rows)."""
         if not self.csv_path.exists():
             raise FileNotFoundError(f"no {RESULTS_CSV} in {str(self.root)!r}; run `dpgen-bench run` first")
-        return pd.read_csv(self.csv_path)
+        return read_rows(self.csv_path)

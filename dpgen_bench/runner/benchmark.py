@@ -12,6 +12,7 @@ from typing import Any
 from ..executors import CellRun, Executor, JobRun, make_executor, override_executor, threads_per_job  # noqa: F401
 from ..jobs import RESULTS, Cell, ResultsStore
 from ..jobs.provenance import environment
+from ..jobs.store import read_rows
 from ..files import write_atomic
 from .config import (BenchConfig, ConfigFileError, attempt, check_environment, check_required_files, dump_config,
                      resolve_methods)
@@ -97,9 +98,7 @@ def render_outputs(root: str | Path) -> list[Path]:
     from .plots import write_plots
     from .tables import write_tables
 
-    import pandas as pd
-
     root = Path(root)
     df = ResultsStore(root).read_results()
-    audit = pd.read_csv(root / "audit.csv") if (root / "audit.csv").is_file() else None
+    audit = read_rows(root / "audit.csv") if (root / "audit.csv").is_file() else None
     return write_tables(df, root / "tables", audit) + write_plots(df, root, root / "plots")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..jobs.store import read_rows
 from .tables import eps_label, render
 
 SPREAD_FILE = "seed_spread.csv"
@@ -47,7 +48,7 @@ def _spread(reference: Path) -> dict[tuple[str, float, str], float]:
     path = reference / SPREAD_FILE
     if not path.is_file():
         return {}
-    df = pd.read_csv(path)
+    df = read_rows(path)
     n = df["n_seeds"] if "n_seeds" in df else pd.Series(3, index=df.index)
     return {(str(r.method), float(r.target_epsilon), str(r.metric)): tolerance(float(r.std), int(k))
             for r, k in zip(df.itertuples(), n)}
@@ -99,10 +100,10 @@ def spend_lines(df: pd.DataFrame) -> str:
 def run_report(root: str | Path, repo: Path = REPO) -> str:
     """The table (with spend) of ``root``'s results, per-cell spend, then the comparison with its reference."""
     root = Path(root)
-    df = pd.read_csv(root / "results.csv")
+    df = read_rows(root / "results.csv")
     text = render(df, "md") + "\n" + spend_lines(df)
     reference = reference_dir(root, repo)
     if reference is not None:
-        cmp = compare_with_reference(df, pd.read_csv(reference / "results.csv"), _spread(reference))
+        cmp = compare_with_reference(df, read_rows(reference / "results.csv"), _spread(reference))
         text += "\n" + _comparison_text(cmp, reference)
     return text
