@@ -69,12 +69,15 @@ class AuditJob(MethodJob):
         }
 
     def run(self, root: str | Path, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+        from .public import with_public_data
         from .training import load_cell_splits
 
         context = RunContext(device=str(device), progress=progress, cache_dir=Path(root) / "cache")
         try:
             splits = load_cell_splits(self)
-            context = _with_public_data(context, self, splits)
+            # the audit's fits pre-train on the method's public data, as its cells do
+            context = with_public_data(context, self.public_data, splits.info, data_dir=self.data_dir,
+                                       download=self.download)
         except Exception as exc:  # the data did not load: this audit fails, the others go on
             return self.failed_record(f"{type(exc).__name__}: {exc}")
         row = run_audit_cell(self, splits, context)
@@ -102,14 +105,6 @@ AuditCell = AuditJob
 def make_audit(**fields: Any) -> AuditJob:
     """The audit spec of ``fields["kind"]``: :class:`OneRunAudit` for ``one-run``, else :class:`MechanismAudit`."""
     return (OneRunAudit if fields.get("kind") == "one-run" else MechanismAudit)(**fields)
-
-
-def _with_public_data(context: RunContext, cell: AuditJob, splits) -> RunContext:
-    """The context of a cell of this method: with its public data, so the audit's fits pre-train on it as the
-    method's cells do (a method without public data: ``context`` unchanged)."""
-    from .public import with_public_data
-
-    return with_public_data(context, cell.public_data, splits.info, data_dir=cell.data_dir, download=cell.download)
 
 
 def _audit_data(train: ImageDataset, examples: int | None) -> ImageDataset:
