@@ -118,3 +118,21 @@ def test_audit_cells_change_key_with_what_determines_them(tmp_path):
     kb = {c.name: c.key for c in build_audit_cells(b, resolve_methods(b))}
     mechanism = [n for n in ka if "/hook/" in n]  # audit.trials is the hook audits' trial count
     assert all(ka[n] != kb[n] for n in mechanism) and all(ka[n] == kb[n] for n in ka if n not in mechanism)
+
+
+def test_an_audit_fits_with_the_entrys_public_data(tmp_path, monkeypatch):
+    """An audit of a method that pre-trains on public data audits it as its cells run: the audit's context carries
+    the entry's ``public_data`` (the same loader as a cell's and a tuning candidate's)."""
+    from dpgen_bench.jobs import audit as audit_job
+
+    seen = []
+    monkeypatch.setattr(audit_job, "run_audit_cell", lambda cell, splits, context: seen.append(context.public_data)
+                        or {"status": "ok", "error": None})
+    config = parse_config({"dataset": "mnist-5k", "epsilons": [10], "delta": 1e-5,
+                           "evaluation": {"metrics": ["fd-digitcnn"]}, "output_dir": str(tmp_path / "run"),
+                           "methods": [{"name": "dpdm", "label": "DPDM+public", "public_data": {"dataset": "digits"}}],
+                           "audit": {"variants": ["tenth-noise"], "generic": None}})
+    cells = build_audit_cells(config, resolve_methods(config))
+    cells[0].run(tmp_path / "run")
+    assert len(seen) == 1 and seen[0] is not None
+    assert len(seen[0]) == 1797 and tuple(seen[0].images.shape[1:]) == (1, 28, 28)  # all of digits, mnist's shape
